@@ -1,0 +1,144 @@
+"""Initial representations g(x): the interface, the registry and the on-disk cache.
+
+An extractor is fitted on the *unlabeled training collection* (HOG-LDA estimates its background
+statistics there) and then transforms any collection. Its settings and its fitted state are
+part of the cache key, so a second run with the same data and settings reads the features from
+disk instead of recomputing them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from labelfree.data.imageset import DataError, ImageSet
+from labelfree.utils import atomic_save_npy
+
+
+class FeatureExtractor:
+    """Base class of every g(x).
+
+    Subclasses set ``name``, store their settings as attributes listed by :meth:`config`, and
+    override :meth:`_transform` (and :meth:`fit` / the state methods when they are fitted).
+    """
+
+    name: ClassVar[str] = ""
+
+    def config(self) -> dict[str, Any]:
+        """JSON-able settings: the extractor is rebuilt from ``{"name": ..., **config()}``."""
+        return {}
+
+    def fit(self, images: ImageSet) -> FeatureExtractor:
+        """Estimate any state from the unlabeled collection. Stateless extractors do nothing."""
+        return self
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Fitted state as numpy arrays (empty when stateless)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        if state:
+            raise ValueError(f"{self.name} has no state to load")
+
+    def _transform(self, images: ImageSet) -> np.ndarray:
+        raise NotImplementedError  # abstractmethod: every concrete extractor overrides it
+
+    def transform(self, images: ImageSet) -> np.ndarray:
+        """``(N, D)`` float32 features. Raises :class:`DataError` on NaN/inf output."""
+        feats = np.ascontiguousarray(self._transform(images), dtype=np.float32)
+        check_finite(feats, f"{self.name} features of {images.name}")
+        return feats
+
+    def key(self) -> str:
+        """Hash of settings and fitted state: part of the cache key."""
+        h = hashlib.blake2b(digest_size=12)
+        h.update(json.dumps({"name": self.name, **self.config()}, sort_keys=True).encode())
+        for k, v in sorted(self.state_dict().items()):
+            h.update(k.encode())
+            h.update(np.ascontiguousarray(v).tobytes())
+        return h.hexdigest()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Settings and state, enough to rebuild the fitted extractor (see :func:`from_dict`)."""
+        return {"name": self.name, "config": self.config(), "state": self.state_dict()}
+
+
+def check_finite(x: np.ndarray, what: str) -> None:
+    """Raise a :class:`DataError` naming ``what`` when ``x`` holds NaN or inf."""
+    bad = ~np.isfinite(x)
+    if bad.any():
+        rows = np.flatnonzero(bad.reshape(len(x), -1).any(axis=1)) if x.ndim > 1 else [0]
+        raise DataError(
+            f"{what}: {int(bad.sum())} NaN/inf values in {len(rows)} rows "
+            f"(first rows: {list(map(int, rows[:5]))})"
+        )
+
+
+_REGISTRY: dict[str, type[FeatureExtractor]] = {}
+
+
+def register(cls: type[FeatureExtractor]) -> type[FeatureExtractor]:
+    """Class decorator adding an extractor to the registry under ``cls.name``."""
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def available_extractors() -> list[str]:
+    _load_builtin()
+    return sorted(_REGISTRY)
+
+
+def get_extractor(name: str, **config: Any) -> FeatureExtractor:
+    """Build an extractor by registry name (``pixels``, ``hog``, ``hog-lda``, ``backbone``)."""
+    _load_builtin()
+    if name not in _REGISTRY:
+        raise DataError(
+            f"unknown feature extractor {name!r}; choose one of {', '.join(sorted(_REGISTRY))}"
+        )
+    return _REGISTRY[name](**config)
+
+
+def from_dict(d: dict[str, Any]) -> FeatureExtractor:
+    ext = get_extractor(d["name"], **d.get("config", {}))
+    ext.load_state_dict(d.get("state", {}))
+    return ext
+
+
+def _load_builtin() -> None:
+    # Importing the modules registers their extractors.
+    from labelfree.features import backbone, hog, pixels  # noqa: F401
+
+
+def cache_dir() -> Path:
+    """``$LABELFREE_CACHE`` or ``~/.cache/labelfree``."""
+    root = os.environ.get("LABELFREE_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "labelfree"
+    )
+    return Path(root)
+
+
+def compute_features(
+    extractor: FeatureExtractor, images: ImageSet, cache: bool | Path = True
+) -> np.ndarray:
+    """``extractor.transform(images)``, read from / written to the on-disk cache.
+
+    The cache key combines the images' content hash and the extractor's settings and fitted
+    state. Files are written atomically (temporary file, then rename).
+    """
+    if cache is False:
+        return extractor.transform(images)
+    root = (cache_dir() if cache is True else Path(cache)) / "features"
+    path = root / f"{extractor.name}-{extractor.key()}-{images.fingerprint()}.npy"
+    if path.exists():
+        try:
+            return np.load(path)
+        except (OSError, ValueError):
+            path.unlink(missing_ok=True)  # a damaged cache entry is recomputed
+    feats = extractor.transform(images)
+    atomic_save_npy(path, feats)
+    return feats
