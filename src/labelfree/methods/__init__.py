@@ -1,0 +1,43 @@
+"""The label-free methods, by name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from labelfree.data.imageset import DataError
+from labelfree.methods.base import Method, read_model_file
+from labelfree.methods.hadsell import Hadsell
+
+_METHODS: dict[str, type[Method]] = {Hadsell.name: Hadsell}
+
+
+def available_methods() -> list[str]:
+    return sorted(_METHODS)
+
+
+def get_method_class(name: str) -> type[Method]:
+    if name not in _METHODS:
+        raise DataError(f"unknown method {name!r}; choose one of {', '.join(available_methods())}")
+    return _METHODS[name]
+
+
+def get_method(name: str, **options: Any) -> Method:
+    """Construct a method by name; an unknown option is an error that names it."""
+    klass = get_method_class(name)
+    allowed = klass.option_names()
+    unknown = [k for k in options if k not in allowed]
+    if unknown:
+        raise DataError(
+            f"unknown option(s) {', '.join(unknown)} for method {name!r}; "
+            f"options: {', '.join(allowed)}"
+        )
+    return klass(**options)
+
+
+def load_model(path: str, device: str = "auto") -> Method:
+    """Load any saved model; the method is read from the file."""
+    state = read_model_file(path)
+    return get_method_class(state["method"]).load(path, device=device)
+
+
+__all__ = ["Method", "Hadsell", "available_methods", "get_method", "get_method_class", "load_model"]

@@ -1,0 +1,170 @@
+"""One entry point for every data source: :func:`load_data` takes a short spec string.
+
+Spec forms:
+
+* ``"mnist5k"``, ``"mnist5k:train"``, ``"mnist5k:test"``, ``"mnist5k:all"`` — bundled
+  (:mod:`labelfree.data.bundled`); no split means ``all``.
+* ``"digits[:train|test|all]"`` — likewise.
+* ``"cub200:train|test|all"``, ``"cars196:..."``, ``"sop:..."`` — benchmarks
+  (:mod:`labelfree.data.benchmarks`). The split is required, so that nobody trains on the test
+  classes by accident.
+* a path to an existing folder — :func:`~labelfree.data.folder.load_folder`;
+* a path to an existing ``.csv``, ``.tsv`` or ``.txt`` file —
+  :func:`~labelfree.data.folder.load_list`.
+
+An existing path always wins over a dataset name.
+
+Benchmark root: the ``root`` argument, else the environment variable ``LABELFREE_DATA_ROOT``.
+Either may be the dataset's own folder, or a parent folder holding it under its standard name
+(``CUB_200_2011``, ``cars196``, ``Stanford_Online_Products``); the parent form is checked
+first. E.g. with ``LABELFREE_DATA_ROOT=/data``, ``cub200:train`` reads
+``/data/CUB_200_2011/images.txt``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from . import benchmarks, bundled
+from .folder import check_on_error, load_folder, load_list
+from .imageset import DataError, ImageSet
+
+__all__ = ["DATA_ROOT_ENV", "available_datasets", "load_data"]
+
+#: Environment variable naming the folder that holds the benchmark folders.
+DATA_ROOT_ENV = "LABELFREE_DATA_ROOT"
+
+#: Default output side for folders and list files when ``image_size`` is not given.
+DEFAULT_FOLDER_SIZE = 64
+
+_BUNDLED: dict[str, Callable[..., ImageSet]] = {
+    "mnist5k": bundled.mnist5k,
+    "digits": bundled.digits,
+}
+_BENCHMARK_LOADERS: dict[str, Callable[..., ImageSet]] = {
+    "cub200": benchmarks.cub200,
+    "cars196": benchmarks.cars196,
+    "sop": benchmarks.sop,
+}
+_LIST_SUFFIXES = (".csv", ".tsv", ".txt")
+
+
+def available_datasets() -> list[str]:
+    """The dataset names :func:`load_data` knows, each with its splits (``mnist5k:train``...)."""
+    names = []
+    for name in _BUNDLED:
+        names += [f"{name}:{s}" for s in ("train", "test", "all")]
+    for name in _BENCHMARK_LOADERS:
+        names += [f"{name}:{s}" for s in ("train", "test", "all")]
+    return names
+
+
+def _known_names() -> str:
+    return ", ".join(list(_BUNDLED) + list(_BENCHMARK_LOADERS))
+
+
+def _benchmark_root(name: str, root: str | os.PathLike[str] | None) -> Path:
+    standard = benchmarks.BENCHMARKS[name].folder
+    given = root if root is not None else os.environ.get(DATA_ROOT_ENV) or None
+    if given is None:
+        raise benchmarks.layout_error(
+            name,
+            None,
+            f"no data root given: pass root=<folder> or set {DATA_ROOT_ENV} to the folder "
+            f"that holds {standard}/",
+        )
+    base = Path(given).expanduser()
+    nested = base / standard
+    return nested if nested.is_dir() else base
+
+
+def load_data(
+    spec: str | os.PathLike[str],
+    image_size: int | None = None,
+    on_error: str = "fail",
+    root: str | os.PathLike[str] | None = None,
+    per_class: int | None = None,
+    seed: int = 0,
+    workers: int = 2,
+    progress: bool = True,
+) -> ImageSet:
+    """Load a data source named by ``spec`` (see the module docstring for the forms).
+
+    Args:
+        spec: dataset name with optional split, or a folder / list file path.
+        image_size: output side. ``None`` means each source's default: native 28 px for
+            mnist5k, 32 px for digits, 64 px for folders, list files and benchmarks.
+        on_error: ``"fail"`` or ``"skip"`` unreadable files (file-based sources).
+        root: benchmark data root (overrides ``LABELFREE_DATA_ROOT``).
+        per_class: keep at most this many images per class, drawn with ``seed``
+            (:meth:`ImageSet.per_class`; needs labels).
+        seed: seed for ``per_class``.
+        workers: decoding threads (file-based sources).
+        progress: progress bar on a terminal (file-based sources).
+
+    Raises:
+        DataError: unknown dataset name (the message lists the known ones), a path that does
+            not exist, or any error of the underlying loader.
+    """
+    on_error = check_on_error(on_error)
+    text = os.fspath(spec)
+    if not text.strip():
+        raise DataError(f"empty data spec; use one of {_known_names()} or a folder / list path")
+    path = Path(text).expanduser()
+    if path.exists():
+        size = DEFAULT_FOLDER_SIZE if image_size is None else image_size
+        kwargs = dict(image_size=size, on_error=on_error, workers=workers, progress=progress)
+        if path.is_dir():
+            data = load_folder(path, **kwargs)  # type: ignore[arg-type]
+        elif path.suffix.lower() in _LIST_SUFFIXES:
+            data = load_list(path, **kwargs)  # type: ignore[arg-type]
+        else:
+            raise DataError(
+                f"{path} is a file but not a list (.csv, .tsv or .txt); pass its folder, "
+                "or a list file naming the images"
+            )
+    else:
+        name, _, split = text.partition(":")
+        name = name.strip().lower()
+        split = split.strip().lower()
+        if name in _BUNDLED:
+            data = _BUNDLED[name](split or "all", image_size=image_size)
+        elif name in _BENCHMARK_LOADERS:
+            if not split:
+                raise DataError(
+                    f"{name} needs a split: {name}:train (classes used for training) or "
+                    f"{name}:test (unseen classes for evaluation), or {name}:all"
+                )
+            bench_root = _benchmark_root(name, root)
+            data = _BENCHMARK_LOADERS[name](
+                bench_root,
+                split,
+                image_size=benchmarks.DEFAULT_IMAGE_SIZE if image_size is None else image_size,
+                on_error=on_error,
+                workers=workers,
+                progress=progress,
+            )
+        elif _looks_like_path(text):
+            raise DataError(
+                f"{text!r} is neither a known dataset ({_known_names()}) nor an existing path"
+            )
+        else:
+            raise DataError(
+                f"unknown dataset {name!r} (and no such path); available: "
+                f"{', '.join(available_datasets())}, or an existing folder or list file"
+            )
+    if per_class is not None:
+        data = data.per_class(int(per_class), seed=seed)
+    return data
+
+
+def _looks_like_path(text: str) -> bool:
+    """Whether a spec that names nothing was meant as a path rather than a dataset name."""
+    return (
+        "/" in text
+        or os.sep in text
+        or text.startswith((".", "~"))
+        or ("." in text and ":" not in text)
+    )

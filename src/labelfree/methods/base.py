@@ -1,0 +1,360 @@
+"""What every image-level method shares: construction, fit, embed, save, load.
+
+A method subclass is a short composition: it names its structure step, the batches of an epoch
+and the loss of a batch (the :class:`labelfree.train.loop.Stage` protocol). This class turns that
+into the scikit-learn-style API::
+
+    m = get_method("hadsell", start="distill", epochs=8)
+    m.fit(load_data("mnist5k:train"))
+    z = m.embed(load_data("mnist5k:test"))
+    m.save("model.pt"); m2 = load_model("model.pt")
+
+Three starting points (METHODS.md §0; every run records which one it used):
+
+- ``scratch``: a CNN with random weights.
+- ``distill``: the CNN is first trained, without labels, to reproduce the initial features g(x)
+  (:mod:`labelfree.nets.distill`) — the offline analogue of an ImageNet start.
+- ``feature-head``: an MLP over the cached g(x) instead of a CNN (what a user with
+  foundation-model features wants); no image augmentation is possible there.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from labelfree.data.imageset import DataError, ImageSet
+from labelfree.features.base import FeatureExtractor, compute_features, from_dict, get_extractor
+from labelfree.train import distributed as dist
+from labelfree.train.loop import TrainConfig, train
+from labelfree.utils import atomic_torch_save, choose_device, seed_everything
+
+MODEL_FORMAT = "labelfree-model"
+STARTS = ("scratch", "distill", "feature-head")
+
+
+class Method:
+    """Base class of the label-free methods. Subclasses implement the Stage hooks."""
+
+    name: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        *,
+        start: str = "distill",
+        features: str = "hog-lda",
+        backbone: str = "small",
+        dim: int = 64,
+        pooling: str = "avg",
+        epochs: int = 10,
+        rounds: int = 1,
+        batch_size: int = 128,
+        lr: float | None = None,
+        weight_decay: float = 5e-4,
+        optimizer: str = "adam",
+        augment: float = 1.0,
+        flip: bool | None = None,
+        distill_epochs: int = 15,
+        hidden: int = 512,
+        seed: int = 0,
+        device: str = "auto",
+        amp: bool = True,
+        progress: bool = True,
+        cache: bool = True,
+    ) -> None:
+        """Common options.
+
+        Args:
+            start: ``scratch`` | ``distill`` | ``feature-head`` (see the module docstring).
+            features: the initial representation g(x) (``pixels``, ``hog``, ``hog-lda``,
+                ``backbone``): round 0's structure step runs on it, distillation copies it, the
+                feature head reads it.
+            backbone: CNN for image starts (``small``, ``resnet18``, ``hf:<dir>``, ...).
+            dim: embedding dimension (L2-normalised).
+            lr: learning rate; default 1e-3 from scratch / feature head, 3e-4 after distillation
+                (fine-tuning must not wash out the distilled start — chosen by measurement on
+                mnist5k, see benchmarks/bench_quality.py).
+            augment: augmentation strength (0 turns it off). The calibration (METHODS.md §0)
+                found augmentation invariance the largest single gain once pairs are clean.
+            flip: horizontal flips in augmentation; default: what the data allows (off for
+                digits, whose identity a flip can change).
+            distill_epochs: epochs of the distillation that gives the ``distill`` start.
+            hidden: width of the feature-head MLP.
+        """
+        if start not in STARTS:
+            raise ValueError(f"unknown start {start!r}; choose one of {', '.join(STARTS)}")
+        self.start = start
+        self.features = features
+        self.backbone = backbone
+        self.dim = dim
+        self.pooling = pooling
+        self.epochs = epochs
+        self.rounds = rounds
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.optimizer = optimizer
+        self.augment = augment
+        self.flip = flip
+        self.distill_epochs = distill_epochs
+        self.hidden = hidden
+        self.seed = seed
+        self.device = device
+        self.amp = amp
+        self.progress = progress
+        self.cache = cache
+        self.net: nn.Module | None = None
+        self.extractor: FeatureExtractor | None = None
+        self.image_size: tuple[int, int] | None = None
+        self.history: list[dict[str, Any]] = []
+        self._labels: np.ndarray | None = None
+
+    # ---- the Stage hooks a method implements -------------------------------------------------
+    def min_items(self) -> int:
+        """Fewest training items the method can work with."""
+        return 2
+
+    def structure(self, reps: np.ndarray, round_idx: int) -> dict[str, Any]:
+        raise NotImplementedError  # abstractmethod: each method defines its structure step
+
+    def batches(self, structure: dict[str, Any], rng: np.random.Generator) -> list[dict[str, Any]]:
+        raise NotImplementedError  # abstractmethod
+
+    def batch_loss(
+        self, emb: torch.Tensor, batch: dict[str, Any], structure: dict[str, Any]
+    ) -> torch.Tensor:
+        raise NotImplementedError  # abstractmethod
+
+    def structure_stats(self, structure: dict[str, Any], labels: np.ndarray) -> dict[str, float]:
+        """Diagnostics of a structure against evaluation labels (never used for training)."""
+        return {}
+
+    # ---- parameters ----------------------------------------------------------------------------
+    @classmethod
+    def option_names(cls) -> list[str]:
+        names: list[str] = []
+        for klass in reversed(cls.__mro__):
+            if "__init__" in klass.__dict__ and issubclass(klass, Method):
+                for p in inspect.signature(klass.__init__).parameters.values():
+                    if p.kind == p.KEYWORD_ONLY and p.name not in names:
+                        names.append(p.name)
+        return names
+
+    def get_params(self) -> dict[str, Any]:
+        """All constructor options and their values (saved with the model)."""
+        return {k: getattr(self, k) for k in self.option_names()}
+
+    @property
+    def resolved_lr(self) -> float:
+        if self.lr is not None:
+            return self.lr
+        return 3e-4 if self.start == "distill" else 1e-3
+
+    # ---- fit ------------------------------------------------------------------------------------
+    def _train_config(self, epochs: int, lr: float, desc: str, rounds: int = 1) -> TrainConfig:
+        return TrainConfig(
+            epochs=epochs,
+            rounds=rounds,
+            lr=lr,
+            weight_decay=self.weight_decay,
+            optimizer=self.optimizer,
+            seed=self.seed,
+            device=self.device,
+            amp=self.amp,
+            progress=self.progress,
+            desc=desc,
+        )
+
+    def fit(
+        self,
+        images: ImageSet,
+        run_dir: str | Path | None = None,
+        resume: bool = False,
+        on_epoch_end: Any = None,
+    ) -> Method:
+        """Train on the unlabeled ``images`` (their labels, if any, feed diagnostics only)."""
+        if len(images) < self.min_items():
+            raise DataError(
+                f"{images.name}: {len(images)} images, but method {self.name!r} with these "
+                f"options needs at least {self.min_items()}"
+            )
+        seed_everything(self.seed)
+        device = choose_device(self.device)
+        dist.init_from_env(device)
+        device = dist.local_device(device)
+        self.image_size = images.image_size
+        self._labels = images.labels
+        self.extractor = get_extractor(self.features).fit(images)
+        g = compute_features(self.extractor, images, cache=self.cache)
+
+        if self.start == "feature-head":
+            from labelfree.nets.heads import FeatureHeadNet
+
+            # Start from a PCA projection of g(x), so the untrained head keeps g's neighbourhoods.
+            net: nn.Module = FeatureHeadNet(g.shape[1], dim=self.dim, hidden=self.hidden)
+            net.init_from_features(g)
+            g_t = torch.from_numpy(g).to(device)
+
+            def inputs(idx: np.ndarray, augment: bool) -> torch.Tensor:
+                return g_t[torch.as_tensor(idx, device=device)]
+
+        else:
+            from labelfree.data.augment import Augment
+            from labelfree.nets.heads import EmbeddingNet
+
+            net = EmbeddingNet(self.backbone, dim=self.dim, pooling=self.pooling)
+            flip = images.meta.get("hflip", True) if self.flip is None else self.flip
+            aug = (
+                Augment(images.image_size, strength=self.augment, flip=flip).to(device)
+                if self.augment > 0
+                else None
+            )
+
+            def inputs(idx: np.ndarray, augment: bool) -> torch.Tensor:
+                x = images.tensor(np.asarray(idx)).to(device)
+                return aug(x) if (augment and aug is not None) else x
+
+        self.net = net.to(device)
+        if self.start == "distill":
+            from labelfree.nets.distill import DistillStage
+
+            stage = DistillStage(g, dim=self.dim, batch_size=max(self.batch_size, 64) * 2)
+            method_ckpt = Path(run_dir) / "checkpoint.pt" if run_dir is not None else None
+            if not (resume and method_ckpt is not None and method_ckpt.exists()):
+                self.history += train(
+                    self.net,
+                    stage,
+                    inputs,
+                    g,
+                    lambda: self._represent_train(images, inputs),
+                    self._train_config(self.distill_epochs, 1e-3, "distill"),
+                    run_dir=run_dir,
+                    checkpoint_name="distill.pt",
+                    resume=resume,
+                    extra=stage.projector.to(device),
+                    on_epoch_end=on_epoch_end,
+                )
+        stats = None
+        if images.labels is not None:
+            labels = images.labels
+
+            def stats(structure: dict[str, Any]) -> dict[str, float]:
+                return self.structure_stats(structure, labels)
+
+        self.history += train(
+            self.net,
+            self,
+            inputs,
+            g,
+            lambda: self._represent_train(images, inputs),
+            self._train_config(self.epochs, self.resolved_lr, self.name, rounds=self.rounds),
+            run_dir=run_dir,
+            resume=resume,
+            on_epoch_end=on_epoch_end,
+            structure_stats=stats,
+        )
+        self.net.eval()
+        return self
+
+    @torch.no_grad()
+    def _represent_train(self, images: ImageSet, inputs: Any) -> np.ndarray:
+        was = self.net.training
+        self.net.eval()
+        out = [
+            self.net(inputs(np.arange(s, min(s + 512, len(images))), False)).float().cpu()
+            for s in range(0, len(images), 512)
+        ]
+        self.net.train(was)
+        return torch.cat(out).numpy()
+
+    # ---- embed ----------------------------------------------------------------------------------
+    def _require_fitted(self) -> None:
+        if self.net is None:
+            raise RuntimeError(f"method {self.name!r} is not fitted: call fit() or load a model")
+
+    @torch.no_grad()
+    def embed(self, images: ImageSet, batch_size: int = 512) -> np.ndarray:
+        """L2-normalised ``(N, dim)`` float32 embeddings of ``images``."""
+        self._require_fitted()
+        net = self.net.eval()
+        device = next(net.parameters()).device
+        if self.start == "feature-head":
+            g = compute_features(self.extractor, images, cache=self.cache)
+            chunks = [
+                net(torch.from_numpy(g[s : s + batch_size]).to(device)).float().cpu()
+                for s in range(0, len(images), batch_size)
+            ]
+        else:
+            chunks = []
+            for s in range(0, len(images), batch_size):
+                x = images.tensor(slice(s, s + batch_size)).to(device)
+                if self.image_size is not None and tuple(x.shape[-2:]) != tuple(self.image_size):
+                    x = nn.functional.interpolate(
+                        x, size=self.image_size, mode="bilinear", align_corners=False
+                    )
+                chunks.append(net(x).float().cpu())
+        return torch.cat(chunks).numpy().astype(np.float32)
+
+    def initial_features(self, images: ImageSet) -> np.ndarray:
+        """g(x) of ``images`` with the extractor fitted on the training collection."""
+        self._require_fitted()
+        return compute_features(self.extractor, images, cache=self.cache)
+
+    # ---- save / load ----------------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        """Write the fitted model (options, network, fitted g(x)) to one file, atomically."""
+        self._require_fitted()
+        atomic_torch_save(
+            {
+                "format": MODEL_FORMAT,
+                "version": 1,
+                "method": self.name,
+                "params": self.get_params(),
+                "net_config": self.net.config(),
+                "net_state": {k: v.cpu() for k, v in self.net.state_dict().items()},
+                "extractor": self.extractor.to_dict(),
+                "image_size": self.image_size,
+                "history": self.history,
+            },
+            path,
+        )
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "auto") -> Method:
+        """Load a model saved by :meth:`save`; refuses a file written by another method."""
+        state = read_model_file(path)
+        if cls.name and state["method"] != cls.name:
+            raise DataError(
+                f"{path}: model was written by method {state['method']!r}, not {cls.name!r}"
+            )
+        from labelfree.methods import get_method_class
+        from labelfree.nets.heads import build_net
+
+        klass = get_method_class(state["method"])
+        params = {k: v for k, v in state["params"].items() if k in klass.option_names()}
+        m = klass(**params)
+        net = build_net(state["net_config"])
+        net.load_state_dict(state["net_state"])
+        m.net = net.to(choose_device(device)).eval()
+        m.extractor = from_dict(state["extractor"])
+        m.image_size = tuple(state["image_size"]) if state["image_size"] else None
+        m.history = state.get("history", [])
+        return m
+
+
+def read_model_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such model file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a damaged file
+        raise DataError(f"{path}: cannot read model file ({exc})") from exc
+    if not isinstance(state, dict) or state.get("format") != MODEL_FORMAT:
+        raise DataError(f"{path}: not a labelfree model file")
+    return state

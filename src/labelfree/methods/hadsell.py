@@ -1,0 +1,72 @@
+"""The Hadsell-style baseline of Mining on Manifolds' Table 1 (seed 002, §5.1; METHODS.md §1.9).
+
+Positives are the ``k_pos`` = 5 Euclidean nearest neighbours of the anchor in the current
+representation (g(x) in round 0), negatives are random non-neighbours; the network is trained
+with the contrastive or triplet loss. It is the baseline row of every later method.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from labelfree.graph.knn import knn
+from labelfree.losses.pairs import contrastive_loss, triplet_loss
+from labelfree.methods.base import Method
+from labelfree.structure.tuples import random_non_neighbours, tuple_batches
+
+
+class Hadsell(Method):
+    """kNN positives, random negatives (Hadsell, Chopra, LeCun 2006 as used in seed 002 Table 1)."""
+
+    name = "hadsell"
+
+    def __init__(
+        self,
+        *,
+        k_pos: int = 5,
+        loss: str = "triplet",
+        margin: float | None = None,
+        **common: Any,
+    ) -> None:
+        """Args:
+        k_pos: positives are drawn from the anchor's ``k_pos`` Euclidean nearest neighbours.
+        loss: ``triplet`` (margin 0.5, squared distances) or ``contrastive`` (margin 0.7);
+            margins from seed 002 §4.3.
+        margin: overrides the loss's default margin.
+        """
+        super().__init__(**common)
+        if loss not in ("triplet", "contrastive"):
+            raise ValueError(f"unknown loss {loss!r}; choose 'triplet' or 'contrastive'")
+        self.k_pos = k_pos
+        self.loss = loss
+        self.margin = margin
+
+    def min_items(self) -> int:
+        return self.k_pos + 2
+
+    def structure(self, reps: np.ndarray, round_idx: int) -> dict[str, Any]:
+        _, nn_idx = knn(reps, self.k_pos)
+        return {"positives": nn_idx}
+
+    def batches(self, structure: dict[str, Any], rng: np.random.Generator) -> list[dict[str, Any]]:
+        pos_table = structure["positives"]
+        n = len(pos_table)
+        anchors = rng.permutation(n)
+        positives = pos_table[anchors, rng.integers(0, pos_table.shape[1], size=n)]
+        negatives = random_non_neighbours(anchors, pos_table, n, rng)
+        return tuple_batches(anchors, positives, negatives, self.batch_size)
+
+    def batch_loss(
+        self, emb: torch.Tensor, batch: dict[str, Any], structure: dict[str, Any]
+    ) -> torch.Tensor:
+        a, p, n = (torch.as_tensor(batch[k], device=emb.device) for k in ("a", "p", "n"))
+        if self.loss == "triplet":
+            return triplet_loss(emb, a, p, n, margin=0.5 if self.margin is None else self.margin)
+        return contrastive_loss(emb, a, p, n, margin=0.7 if self.margin is None else self.margin)
+
+    def structure_stats(self, structure: dict[str, Any], labels: np.ndarray) -> dict[str, float]:
+        pos = structure["positives"]
+        return {"positive_tp_rate": float((labels[pos] == labels[:, None]).mean())}

@@ -1,0 +1,257 @@
+"""The training loop, written once for every method: rounds × epochs × steps.
+
+A *stage* (a method, or the distillation that gives a pretrained-style start) names three things:
+its structure step (pure numeric work on the current representation of all training items), the
+batches of an epoch drawn from that structure, and the loss of one batch. The loop does the rest:
+device choice, mixed precision on GPU, deterministic seeding, per-epoch atomic checkpoints and
+resume after a kill, progress bars, a JSON-lines metrics log, and DDP when launched by torchrun.
+
+Determinism: the numpy generator of an epoch is seeded with ``(seed, round, epoch)`` and torch is
+re-seeded at every epoch start, so a resumed run repeats the uninterrupted one exactly on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from labelfree.train import distributed as dist
+from labelfree.utils import atomic_torch_save
+
+CHECKPOINT_FORMAT = "labelfree-checkpoint"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used for this run (another method, a damaged file)."""
+
+
+class Stage(Protocol):
+    """What the loop needs from a method."""
+
+    name: str
+
+    def structure(self, reps: np.ndarray, round_idx: int) -> dict[str, Any]:
+        """Build the training signal from the representation of all training items."""
+
+    def batches(self, structure: dict[str, Any], rng: np.random.Generator) -> list[dict[str, Any]]:
+        """The batches of one epoch; each holds ``indices``: the items to embed."""
+
+    def batch_loss(
+        self, emb: torch.Tensor, batch: dict[str, Any], structure: dict[str, Any]
+    ) -> torch.Tensor:
+        """Loss of one batch from the embeddings of ``batch['indices']`` (in that order)."""
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings shared by every stage."""
+
+    epochs: int = 10
+    rounds: int = 1
+    lr: float = 1e-3
+    weight_decay: float = 5e-4
+    optimizer: str = "adam"  # adam | sgd
+    momentum: float = 0.9
+    lr_step: int = 0  # multiply the learning rate by 0.1 every lr_step epochs (0: never)
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True  # bf16 autocast, on CUDA only
+    progress: bool = True
+    desc: str = "train"
+
+
+def _optimizer(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose 'adam' or 'sgd'")
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False, disable=not enabled, dynamic_ncols=True)
+
+
+def train(
+    net: nn.Module,
+    stage: Stage,
+    inputs: Callable[[np.ndarray, bool], torch.Tensor],
+    initial_reps: np.ndarray,
+    represent: Callable[[], np.ndarray],
+    cfg: TrainConfig,
+    run_dir: str | Path | None = None,
+    checkpoint_name: str = "checkpoint.pt",
+    resume: bool = False,
+    extra: nn.Module | None = None,
+    on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+    structure_stats: Callable[[dict[str, Any]], dict[str, float]] | None = None,
+) -> list[dict[str, Any]]:
+    """Train ``net`` (and the stage's ``extra`` module, e.g. a projector) in place.
+
+    Args:
+        inputs: ``inputs(indices, augment)`` → the network input for those training items, on
+            the training device.
+        initial_reps: the representation of all training items used by round 0's structure step
+            (the initial features g(x)).
+        represent: computes the representation of all items with the current network; used by
+            the structure step of later rounds.
+        run_dir: where the checkpoint and ``log.jsonl`` go (None: no checkpoint, no log).
+        resume: continue from ``run_dir/checkpoint_name`` when it exists.
+        on_epoch_end: called with each epoch's log record after its checkpoint is written.
+        structure_stats: diagnostics of a structure (e.g. true-positive rate of the mined pairs,
+            when evaluation labels exist); logged with the round.
+
+    Returns the per-epoch log records (also appended to ``run_dir/log.jsonl``).
+    """
+    device = next(net.parameters()).device
+    rank, world = dist.rank(), dist.world_size()
+    modules = nn.ModuleList([net] + ([extra] if extra is not None else []))
+    model = dist.wrap(net) if world > 1 else net
+    opt = _optimizer([p for p in modules.parameters() if p.requires_grad], cfg)
+    sched = (
+        torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step, gamma=0.1)
+        if cfg.lr_step
+        else None
+    )
+    ckpt_path = Path(run_dir) / checkpoint_name if run_dir is not None else None
+    log_path = Path(run_dir) / "log.jsonl" if run_dir is not None else None
+    history: list[dict[str, Any]] = []
+    start_round, start_epoch, structure = 0, 0, None
+    if resume and ckpt_path is not None and ckpt_path.exists():
+        state = load_checkpoint(ckpt_path, stage.name)
+        modules.load_state_dict(state["modules"])
+        opt.load_state_dict(state["optimizer"])
+        if sched is not None and state.get("scheduler") is not None:
+            sched.load_state_dict(state["scheduler"])
+        history = state["history"]
+        start_round, start_epoch = state["round"], state["epoch"] + 1
+        structure = state["structure"]
+        if start_epoch >= cfg.epochs:
+            start_round, start_epoch, structure = start_round + 1, 0, None
+
+    use_amp = cfg.amp and device.type == "cuda"
+    for r in range(start_round, cfg.rounds):
+        if structure is None:
+            reps = initial_reps if r == 0 else represent()
+            t0 = time.perf_counter()
+            structure = stage.structure(reps, r)
+            stats = structure_stats(structure) if structure_stats else {}
+            stats["structure_seconds"] = time.perf_counter() - t0
+            structure["_stats"] = stats
+        for e in range(start_epoch, cfg.epochs):
+            g_epoch = r * cfg.epochs + e
+            rng = np.random.default_rng([cfg.seed, r, e])
+            torch.manual_seed(cfg.seed * 1_000_003 + g_epoch)
+            batches = stage.batches(structure, rng)
+            if world > 1:
+                n = (len(batches) // world) * world
+                batches = batches[rank:n:world]
+            modules.train()
+            t0, total, count = time.perf_counter(), 0.0, 0
+            bar = _progress(
+                len(batches), f"{cfg.desc} r{r} e{e + 1}/{cfg.epochs}", cfg.progress and rank == 0
+            )
+            for batch in batches:
+                x = inputs(batch["indices"], True)
+                with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
+                    emb = model(x)
+                    loss = stage.batch_loss(emb.float(), batch, structure)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"{stage.name}: loss became {loss.item()} at round {r} epoch {e}; "
+                        "lower the learning rate (--lr)"
+                    )
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if extra is not None and world > 1:
+                    dist.average_gradients(extra)
+                opt.step()
+                total += float(loss.detach()) * len(batch["indices"])
+                count += len(batch["indices"])
+                bar.update(1)
+                bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
+            bar.close()
+            if sched is not None:
+                sched.step()
+            dist.sync_buffers(modules)
+            mean_loss = dist.mean_scalar(total / max(count, 1))
+            record = {
+                "stage": stage.name,
+                "round": r,
+                "epoch": e,
+                "loss": mean_loss,
+                "lr": opt.param_groups[0]["lr"],
+                "seconds": time.perf_counter() - t0,
+                "steps": len(batches),
+            }
+            if e == 0:
+                record.update({f"structure/{k}": v for k, v in structure["_stats"].items()})
+            history.append(record)
+            if rank == 0 and run_dir is not None:
+                save_checkpoint(
+                    ckpt_path,
+                    {
+                        "format": CHECKPOINT_FORMAT,
+                        "stage": stage.name,
+                        "round": r,
+                        "epoch": e,
+                        "modules": modules.state_dict(),
+                        "optimizer": opt.state_dict(),
+                        "scheduler": sched.state_dict() if sched is not None else None,
+                        "structure": structure,
+                        "history": history,
+                        "config": asdict(cfg),
+                    },
+                )
+                with open(log_path, "a") as fh:
+                    fh.write(json.dumps(_jsonable(record)) + "\n")
+            dist.barrier()
+            if on_epoch_end is not None:
+                on_epoch_end(record)
+        structure, start_epoch = None, 0
+    return history
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Atomic: a kill while writing leaves the previous checkpoint intact."""
+    atomic_torch_save(state, path)
+
+
+def load_checkpoint(path: str | Path, expected_stage: str | None = None) -> dict[str, Any]:
+    """Read a checkpoint, refusing one written by another method."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a damaged file
+        raise CheckpointError(f"{path}: cannot read checkpoint ({exc})") from exc
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a labelfree training checkpoint")
+    if expected_stage is not None and state["stage"] != expected_stage:
+        raise CheckpointError(
+            f"{path}: checkpoint was written by {state['stage']!r}, not {expected_stage!r}; "
+            "use another output directory or the matching --method"
+        )
+    return state
+
+
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, (np.floating, np.integer)):
+            v = v.item()
+        if isinstance(v, float) and not math.isfinite(v):
+            v = None
+        out[k] = v
+    return out

@@ -1,0 +1,127 @@
+"""The command line end to end on tiny folders, and the clear errors for bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import run_cli
+
+FAST = ["--start", "feature-head", "--features", "hog", "--epochs", "2", "--no-progress"]
+
+
+@pytest.mark.slow
+def test_fit_folder_report_index_search(shape_folders, tmp_path, monkeypatch, capsys):
+    train_dir, eval_dir = shape_folders
+    out = tmp_path / "run"
+    code = run_cli(
+        ["fit", "--data", train_dir, "--eval", eval_dir, "--out", out, *FAST, "--image-size", "32"],
+        monkeypatch,
+    )
+    assert code == 0, capsys.readouterr().err
+    metrics = json.loads((out / "metrics.json").read_text())
+    reps = metrics["representations"]
+    assert set(reps) == {"pixels", "hog", "hog-lda", "embedding"}
+    for vals in reps.values():
+        assert {"MAP@R", "R@1", "NMI", "R-precision", "mAP"} <= set(vals)
+        assert 0 <= vals["MAP@R"] <= 1
+    assert metrics["run"]["start"] == "feature-head"
+    assert "k" in metrics["run"]["nmi_kmeans"]
+    for f in ("report.html", "retrieval.png", "loss.png", "model.pt", "log.jsonl"):
+        assert (out / f).exists(), f
+    html = (out / "report.html").read_text()
+    assert "hog-lda" in html and "embedding" in html and "retrieval.png" in html
+
+    # refuses to overwrite; --overwrite replaces
+    assert run_cli(["fit", "--data", train_dir, "--out", out, *FAST], monkeypatch) == 2
+    assert "exists" in capsys.readouterr().err
+    assert (
+        run_cli(
+            ["fit", "--data", train_dir, "--eval", eval_dir, "--out", out, *FAST, "--overwrite"],
+            monkeypatch,
+        )
+        == 0
+    )
+
+    # embed, index, search with an image outside the index
+    assert (
+        run_cli(
+            ["embed", "--model", out, "--data", eval_dir, "--out", tmp_path / "e.npz"], monkeypatch
+        )
+        == 0
+    )
+    z = np.load(tmp_path / "e.npz")
+    assert z["embeddings"].shape == (24, 64) and len(z["paths"]) == 24
+    assert (
+        run_cli(
+            ["index", "--model", out, "--data", eval_dir, "--out", tmp_path / "idx"], monkeypatch
+        )
+        == 0
+    )
+    q = tmp_path / "query.png"
+    Image.fromarray(np.asarray(Image.open(next((eval_dir / "disc").iterdir())))[::-1]).save(q)
+    capsys.readouterr()
+    assert (
+        run_cli(
+            ["search", "--index", tmp_path / "idx", "--query", q, "-k", "5", "--json"], monkeypatch
+        )
+        == 0
+    )
+    res = json.loads(capsys.readouterr().out)
+    assert len(res) == 1 and len(res[0]["results"]) == 5
+    scores = [r["score"] for r in res[0]["results"]]
+    assert scores == sorted(scores, reverse=True)
+    assert all(str(eval_dir) in r["item"] for r in res[0]["results"])
+
+    assert (
+        run_cli(
+            ["evaluate", "--model", out, "--data", eval_dir, "--json", tmp_path / "m.json"],
+            monkeypatch,
+        )
+        == 0
+    )
+    assert "embedding" in json.loads((tmp_path / "m.json").read_text())["representations"]
+    assert run_cli(["report", out], monkeypatch) == 0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["fit", "--data", "{empty}", "--out", "{tmp}/r"], "no images"),
+        (["fit", "--data", "nosuchset:train", "--out", "{tmp}/r"], "nosuchset"),
+        (["fit", "--data", "{tmp}/missing-folder", "--out", "{tmp}/r"], "missing-folder"),
+        (
+            ["fit", "--data", "mnist5k:train", "--method", "nope", "--out", "{tmp}/r"],
+            "unknown method",
+        ),
+        (["fit", "--data", "mnist5k:train", "-o", "bogus=1", "--out", "{tmp}/r"], "bogus"),
+        (["fit", "--data", "{few}", "--out", "{tmp}/r", "--no-progress"], "needs at least"),
+        (["evaluate", "--model", "{tmp}/none.pt", "--data", "digits:test"], "no such model"),
+    ],
+)
+def test_bad_input_gets_a_clear_error(args, message, tmp_path, monkeypatch, capsys):
+    (tmp_path / "empty").mkdir()
+    few = tmp_path / "few"
+    few.mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((8, 8, 3), i * 40, np.uint8)).save(few / f"{i}.png")
+    fmt = {"tmp": tmp_path, "empty": tmp_path / "empty", "few": few}
+    code = run_cli([a.format(**fmt) for a in args], monkeypatch)
+    assert code == 2
+    assert message.lower() in capsys.readouterr().err.lower()
+    assert not (tmp_path / "r" / "model.pt").exists()
+
+
+def test_model_of_another_method_is_refused(tmp_path):
+    import torch
+
+    from labelfree.data.imageset import DataError
+    from labelfree.methods import Hadsell
+    from labelfree.methods.base import MODEL_FORMAT
+
+    torch.save({"format": MODEL_FORMAT, "method": "mom"}, tmp_path / "m.pt")
+    with pytest.raises(DataError, match="written by method 'mom', not 'hadsell'"):
+        Hadsell.load(tmp_path / "m.pt")
