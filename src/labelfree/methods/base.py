@@ -59,7 +59,8 @@ class Method:
         optimizer: str = "adam",
         augment: float = 1.0,
         flip: bool | None = None,
-        distill_epochs: int = 15,
+        distill_epochs: int = 30,
+        distill_lr: float = 3e-3,
         hidden: int = 512,
         seed: int = 0,
         device: str = "auto",
@@ -84,6 +85,10 @@ class Method:
             flip: horizontal flips in augmentation; default: what the data allows (off for
                 digits, whose identity a flip can change).
             distill_epochs: epochs of the distillation that gives the ``distill`` start.
+            distill_lr: its learning rate. Defaults 30 epochs at 3e-3, measured on mnist5k
+                (HOG-LDA teacher, MAP@R on held-out 5-9, seed 0): 15 ep at 1e-3 0.468, 15 at
+                3e-3 0.534, 15 at 1e-2 0.486, 40 at 1e-3 0.532, 30 at 3e-3 0.563 (HOG-LDA itself
+                0.562); 30 epochs take ~75 s for 2,500 images on 2 cores.
             hidden: width of the feature-head MLP.
         """
         if start not in STARTS:
@@ -102,6 +107,7 @@ class Method:
         self.augment = augment
         self.flip = flip
         self.distill_epochs = distill_epochs
+        self.distill_lr = distill_lr
         self.hidden = hidden
         self.seed = seed
         self.device = device
@@ -232,7 +238,7 @@ class Method:
                     inputs,
                     g,
                     lambda: self._represent_train(images, inputs),
-                    self._train_config(self.distill_epochs, 1e-3, "distill"),
+                    self._train_config(self.distill_epochs, self.distill_lr, "distill"),
                     run_dir=run_dir,
                     checkpoint_name="distill.pt",
                     resume=resume,

@@ -32,8 +32,8 @@ def retrieval_grid(
     n = len(images)
     k = min(k, n - 1)
     queries = np.sort(rng.choice(n, size=min(n_queries, n), replace=False))
-    sims, idx = knn(emb, k, queries=emb[queries], exclude_self=False)
-    # The query itself may come first: drop it from its own row.
+    # Search one more, then drop the query itself from its own row.
+    sims, idx = knn(emb, min(k + 1, n), queries=emb[queries], exclude_self=False)
     rows = []
     for q, r_idx, r_sim in zip(queries, idx, sims, strict=True):
         keep = r_idx != q

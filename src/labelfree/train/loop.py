@@ -80,9 +80,13 @@ def _optimizer(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.Opti
 
 
 def _progress(total: int, desc: str, enabled: bool):
+    import sys
+
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, leave=False, disable=not enabled, dynamic_ncols=True)
+    # Bars only on a terminal: in logs and CI they would print a line per update.
+    show = enabled and sys.stderr.isatty()
+    return tqdm(total=total, desc=desc, leave=False, disable=not show, dynamic_ncols=True)
 
 
 def train(
