@@ -203,7 +203,10 @@ def evaluate(
     data_root: RootOpt = None,
     on_error: OnErrorOpt = "fail",
 ) -> None:
-    """Score a model on labelled held-out DATA: Recall@K, MAP@R, R-precision, NMI, mAP."""
+    """Score a model on labelled held-out DATA: Recall@K, MAP@R, R-precision, NMI, mAP.
+
+    The model's own g(x) uses the extractor fitted at training time; other initial features listed in --features are fitted on DATA itself (without its labels).
+    """
     from labelfree.evaluate.metrics import evaluate_embeddings, recall_ks_for
     from labelfree.features.base import compute_features, get_extractor
     from labelfree.methods import load_model
@@ -388,8 +391,7 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
-    """Train the Hadsell baseline on mnist5k digits 0-4 (from scratch and from pretrained-style
-    starts), evaluate on the unseen digits 5-9 and print the table beside pixels, HOG, HOG-LDA."""
+    """Train the Hadsell baseline on mnist5k digits 0-4 (from scratch and from pretrained-style starts), evaluate on the unseen digits 5-9 and print the table beside pixels, HOG, HOG-LDA."""  # noqa: E501
     from labelfree.data.registry import load_data
     from labelfree.methods import get_method
     from labelfree.pipeline import fit_run

@@ -42,9 +42,8 @@ def atomic_save_npy(path: str | Path, array: np.ndarray) -> None:
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_bytes(
-        path, (json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n").encode()
-    )
+    """JSON in the dict's own order (tables read from it keep their row order)."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
 
 
 def _json_default(o: Any) -> Any:

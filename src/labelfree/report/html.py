@@ -111,7 +111,10 @@ def write_report(run_dir: str | Path) -> Path:
     if records:
         loss_curve(records, run_dir / "loss.png")
     run = metrics.get("run", {})
-    cols, rows = metrics_table_rows(metrics["representations"])
+    reps = dict(metrics["representations"])
+    if "embedding" in reps:  # name the learned row by its method and start
+        reps[f"embedding: {run.get('method', '')} ({run.get('start', '')})"] = reps.pop("embedding")
+    cols, rows = metrics_table_rows(reps)
     best = {
         c: max(
             (float(r[i + 1]) for r in rows if r[i + 1]),
@@ -139,7 +142,7 @@ def write_report(run_dir: str | Path) -> Path:
     structure_html = ""
     for r in records:
         stats = {k[10:]: v for k, v in r.items() if k.startswith("structure/")}
-        if stats:
+        if set(stats) - {"structure_seconds"}:
             shown = ", ".join(f"{k} = {v:.3f}" for k, v in stats.items() if isinstance(v, float))
             structure_html += f"<li>{html.escape(r['stage'])} round {r['round']}: {shown}</li>"
     imgs = "".join(
