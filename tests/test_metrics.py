@@ -277,3 +277,23 @@ def test_recall_ks_for():
     assert recall_ks_for(5_924, None) == (1, 2, 4, 8)
     assert recall_ks_for(500, "sop-small") == (1, 10, 100)
     assert recall_ks_for(5, None) == (1, 2, 4)
+
+
+def test_ranking_metrics_of_the_exact_ranking_equal_retrieval_metrics():
+    from labelfree.evaluate.metrics import ranking_metrics
+
+    rng = np.random.default_rng(5)
+    labels = np.repeat(np.arange(4), 15)
+    x = rng.normal(size=(60, 8)) + 1.5 * rng.normal(size=(4, 8))[labels]
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    s = xn @ xn.T
+    np.fill_diagonal(s, -np.inf)
+    ranked = np.argsort(-s, axis=1)[:, :59]
+    got = ranking_metrics(ranked, labels)
+    want = retrieval_metrics(x, labels, map_full=False)
+    for k in want:
+        assert got[k] == pytest.approx(want[k], abs=1e-12), k
+    # Truncated lists count missing ranks as misses: MAP@R can only drop.
+    short = ranking_metrics(ranked[:, :5], labels)
+    assert short["R@1"] == pytest.approx(want["R@1"])
+    assert short["MAP@R"] < want["MAP@R"]

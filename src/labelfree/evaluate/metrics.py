@@ -54,6 +54,7 @@ __all__ = [
     "cluster_nmi",
     "evaluate_embeddings",
     "l2_normalize",
+    "ranking_metrics",
     "recall_ks_for",
     "retrieval_metrics",
 ]
@@ -240,32 +241,75 @@ def _top_depth_metrics(
     """R@K, R-precision and MAP@R from faiss's exact top-``depth`` lists, queries in chunks."""
     index = faiss.IndexFlatIP(x.shape[1])
     index.add(x)
-    hits_at = {k: 0 for k in ks}
-    sum_rprec = 0.0
-    sum_map_r = 0.0
-    cols = np.arange(1, depth + 1)
+    acc = _ListScores(ks, depth)
     for c0 in range(0, len(query_ids_all), chunk_size):
         qids = query_ids_all[c0 : c0 + chunk_size]
         _, nbr = index.search(x[qids], depth + 1)
-        nbr = _drop_self(nbr, qids)  # (chunk, depth)
-        rel = inv[nbr] == inv[qids][:, None]
+        acc.add(_drop_self(nbr, qids), qids, inv, r_per_item)
+    return acc.result(len(query_ids_all))
+
+
+class _ListScores:
+    """Accumulates R@K, R-precision and MAP@R over chunks of ranked neighbour lists."""
+
+    def __init__(self, ks: tuple[int, ...], depth: int) -> None:
+        self.ks, self.depth = ks, depth
+        self.hits_at = {k: 0 for k in ks}
+        self.sum_rprec = 0.0
+        self.sum_map_r = 0.0
+        self.cols = np.arange(1, depth + 1)
+
+    def add(
+        self, nbr: np.ndarray, qids: np.ndarray, inv: np.ndarray, r_per_item: np.ndarray
+    ) -> None:
+        """``nbr``: (chunk, depth) ranked item ids of the queries ``qids`` (self excluded;
+        -1 marks an empty slot, never relevant)."""
+        rel = (inv[nbr] == inv[qids][:, None]) & (nbr >= 0)
         r = r_per_item[qids]
         # R@K: position of the first relevant result.
         any_rel = rel.any(axis=1)
-        first = np.where(any_rel, np.argmax(rel, axis=1), depth)
-        for k in ks:
-            hits_at[k] += int(np.sum(first < k))
-        within_r = cols[None, :] <= r[:, None]
+        first = np.where(any_rel, np.argmax(rel, axis=1), self.depth)
+        for k in self.ks:
+            self.hits_at[k] += int(np.sum(first < k))
+        within_r = self.cols[None, :] <= r[:, None]
         rel_r = rel & within_r
-        sum_rprec += float(np.sum(rel_r.sum(axis=1) / r))
-        prec_at_i = np.cumsum(rel_r, axis=1) / cols[None, :]
-        sum_map_r += float(np.sum((prec_at_i * rel_r).sum(axis=1) / r))
+        self.sum_rprec += float(np.sum(rel_r.sum(axis=1) / r))
+        prec_at_i = np.cumsum(rel_r, axis=1) / self.cols[None, :]
+        self.sum_map_r += float(np.sum((prec_at_i * rel_r).sum(axis=1) / r))
 
-    nq = len(query_ids_all)
-    out: dict[str, float] = {f"R@{k}": hits_at[k] / nq for k in ks}
-    out["MAP@R"] = sum_map_r / nq
-    out["R-precision"] = sum_rprec / nq
-    return out
+    def result(self, nq: int) -> dict[str, float]:
+        out: dict[str, float] = {f"R@{k}": self.hits_at[k] / nq for k in self.ks}
+        out["MAP@R"] = self.sum_map_r / nq
+        out["R-precision"] = self.sum_rprec / nq
+        return out
+
+
+def ranking_metrics(
+    ranked: np.ndarray, labels: np.ndarray, ks: Sequence[int] = (1, 2, 4, 8)
+) -> dict[str, float]:
+    """R@K, R-precision and MAP@R of given leave-one-out rankings (e.g. after re-ranking).
+
+    ``ranked[i]`` lists item ids of the same set ranked for query ``i``, best first, without
+    ``i`` itself; -1 pads an empty slot. Lists shorter than a query's R count the missing ranks
+    as misses, so pass at least ``max R`` columns for exact MAP@R and R-precision.
+    """
+    ranked = np.asarray(ranked, dtype=np.int64)
+    labels = np.asarray(labels).reshape(-1)
+    if ranked.ndim != 2 or len(ranked) != len(labels):
+        raise DataError(f"ranked must be (N, depth) with N = {len(labels)}, got {ranked.shape}")
+    if (ranked == np.arange(len(ranked))[:, None]).any():
+        raise DataError("a ranking lists its own query: leave-one-out rankings exclude it")
+    ks = tuple(int(k) for k in ks)
+    inv, r_per_item, _ = _class_structure(labels)
+    qids = np.flatnonzero(r_per_item > 0)
+    if len(qids) == 0:
+        raise DataError("no query has another item of its class: retrieval metrics are undefined")
+    depth = max(ranked.shape[1], max(ks))
+    if ranked.shape[1] < depth:
+        ranked = np.pad(ranked, ((0, 0), (0, depth - ranked.shape[1])), constant_values=-1)
+    acc = _ListScores(ks, depth)
+    acc.add(ranked[qids], qids, inv, r_per_item)
+    return acc.result(len(qids))
 
 
 def cluster_nmi(

@@ -7,8 +7,9 @@ from typing import Any
 from labelfree.data.imageset import DataError
 from labelfree.methods.base import Method, read_model_file
 from labelfree.methods.hadsell import Hadsell
+from labelfree.methods.mom import MoM
 
-_METHODS: dict[str, type[Method]] = {Hadsell.name: Hadsell}
+_METHODS: dict[str, type[Method]] = {m.name: m for m in (Hadsell, MoM)}
 
 
 def available_methods() -> list[str]:
@@ -40,4 +41,12 @@ def load_model(path: str, device: str = "auto") -> Method:
     return get_method_class(state["method"]).load(path, device=device)
 
 
-__all__ = ["Method", "Hadsell", "available_methods", "get_method", "get_method_class", "load_model"]
+__all__ = [
+    "Method",
+    "Hadsell",
+    "MoM",
+    "available_methods",
+    "get_method",
+    "get_method_class",
+    "load_model",
+]

@@ -119,6 +119,7 @@ class Method:
         self.image_size: tuple[int, int] | None = None
         self.history: list[dict[str, Any]] = []
         self._labels: np.ndarray | None = None
+        self._represent_fn: Any = None
 
     # ---- the Stage hooks a method implements -------------------------------------------------
     def min_items(self) -> int:
@@ -226,6 +227,7 @@ class Method:
                 return aug(x) if (augment and aug is not None) else x
 
         self.net = net.to(device)
+        self._represent_fn = lambda: self._represent_train(images, inputs)
         if self.start == "distill":
             from labelfree.nets.distill import DistillStage
 
@@ -237,7 +239,7 @@ class Method:
                     stage,
                     inputs,
                     g,
-                    lambda: self._represent_train(images, inputs),
+                    self._represent_fn,
                     self._train_config(self.distill_epochs, self.distill_lr, "distill"),
                     run_dir=run_dir,
                     checkpoint_name="distill.pt",
@@ -257,7 +259,7 @@ class Method:
             self,
             inputs,
             g,
-            lambda: self._represent_train(images, inputs),
+            self._represent_fn,
             self._train_config(self.epochs, self.resolved_lr, self.name, rounds=self.rounds),
             run_dir=run_dir,
             resume=resume,
@@ -266,6 +268,15 @@ class Method:
         )
         self.net.eval()
         return self
+
+    def current_embedding(self) -> np.ndarray:
+        """Embedding of every training item by the network as it is now (no augmentation).
+
+        Available during :meth:`fit`, e.g. for mining hard negatives in the current embedding.
+        """
+        if self._represent_fn is None:
+            raise RuntimeError("current_embedding() is only available during fit()")
+        return self._represent_fn()
 
     @torch.no_grad()
     def _represent_train(self, images: ImageSet, inputs: Any) -> np.ndarray:
