@@ -116,7 +116,10 @@ def fit(
     start: Annotated[
         str,
         typer.Option(
-            help="scratch | distill (CNN distilled from g(x)) | feature-head (MLP over g(x))."
+            "--start",
+            "--from",
+            help="scratch | distill (CNN distilled from g(x)) | feature-head (MLP over g(x)). "
+            "Under torchrun write --from: torchrun reads --start as its --start-method.",
         ),
     ] = "distill",
     features: Annotated[
@@ -180,6 +183,10 @@ def fit(
         eval_set = _load(eval, image_size or train_set.image_size[0], data_root, on_error)
     console.print(f"[bold]{method}[/] on {train_set.name} ({len(train_set)} images), start={start}")
     result = fit_run(m, train_set, out, eval_set=eval_set, overwrite=overwrite, resume=resume)
+    from labelfree.train import distributed as dist
+
+    if dist.rank() != 0:
+        return
     if result:
         print_metrics(result["representations"], title=f"{eval_set.name} (held out)")
         console.print(f"report: {Path(out) / 'report.html'}")

@@ -25,7 +25,8 @@ from labelfree.data.imageset import DataError, ImageSet
 from labelfree.evaluate.metrics import evaluate_embeddings, recall_ks_for
 from labelfree.features.base import compute_features, get_extractor
 from labelfree.methods.base import Method
-from labelfree.utils import atomic_write_json
+from labelfree.train import distributed as dist
+from labelfree.utils import atomic_write_json, choose_device
 
 INITIAL_FEATURES = ("pixels", "hog", "hog-lda")
 RUN_MARKER = "config.json"
@@ -96,7 +97,14 @@ def fit_run(
 ) -> dict[str, Any]:
     """Fit ``method`` on ``train`` into the run folder ``out`` and, with ``eval_set``, evaluate
     and write metrics.json and the report. Returns the metrics (empty without evaluation)."""
+    # Under torchrun every rank runs this function; rank 0 alone touches the run folder.
+    dist.init_from_env(choose_device(method.device))
+    if dist.rank() != 0:
+        dist.barrier()
+        method.fit(train, run_dir=out, resume=resume)
+        return {}
     out = prepare_run_dir(out, overwrite=overwrite, resume=resume)
+    dist.barrier()
     config = {
         "method": method.name,
         "params": method.get_params(),

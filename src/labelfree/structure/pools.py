@@ -53,7 +53,7 @@ def _difference(
 
     Rows are assumed to hold distinct items (as kNN tables do).
 
-    Vectorised: rows are made disjoint by offsetting each row's values by ``row · (N + 2)``,
+    Vectorised: rows are made disjoint by offsetting each row's values by row·(max index + 2),
     then one global sorted search tests membership for all anchors at once.
     """
     n_rows = len(first)
