@@ -72,18 +72,21 @@ def test_fit_folder_report_index_search(shape_folders, tmp_path, monkeypatch, ca
     )
     res = json.loads(capsys.readouterr().out)
     assert len(res) == 1 and len(res[0]["results"]) == 5
+    search = ["search", "--index", tmp_path / "idx", "--query", q, "-k", "5", "--json"]
+    assert run_cli([*search, "--rerank", "diffusion"], monkeypatch) == 0
+    rr = json.loads(capsys.readouterr().out)
+    assert len(rr[0]["results"]) == 5 and (tmp_path / "idx" / "graph.npz").exists()
+    # the diffusion list is a re-ranking of indexed items, not a copy of the cosine list
+    assert {r["item"] for r in rr[0]["results"]} <= set(map(str, z["paths"]))
     scores = [r["score"] for r in res[0]["results"]]
     assert scores == sorted(scores, reverse=True)
     assert all(str(eval_dir) in r["item"] for r in res[0]["results"])
 
-    assert (
-        run_cli(
-            ["evaluate", "--model", out, "--data", eval_dir, "--json", tmp_path / "m.json"],
-            monkeypatch,
-        )
-        == 0
-    )
-    assert "embedding" in json.loads((tmp_path / "m.json").read_text())["representations"]
+    args = ["evaluate", "--model", out, "--data", eval_dir, "--rerank", "diffusion"]
+    assert run_cli([*args, "--json", tmp_path / "m.json"], monkeypatch) == 0
+    reps = json.loads((tmp_path / "m.json").read_text())["representations"]
+    assert {"embedding", "embedding + diffusion", "hog + diffusion"} <= set(reps)
+    assert reps["embedding + diffusion"]["rerank_ms_per_query"] > 0
     assert run_cli(["report", out], monkeypatch) == 0
 
 

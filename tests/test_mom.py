@@ -69,8 +69,9 @@ def test_short_fit_logs_pool_rates():
     from labelfree.data.bundled import digits
 
     data = digits("train").per_class(40, seed=0)
-    m = get_method("mom", start="feature-head", features="pixels", epochs=1, k_graph=10,
-                   progress=False).fit(data)
+    m = get_method(
+        "mom", start="feature-head", features="pixels", epochs=1, k_graph=10, progress=False
+    ).fit(data)
     rec = m.history[0]
     assert 0 <= rec["structure/positive_tp_rate"] <= 1
     assert 0 <= rec["structure/negative_tn_rate"] <= 1

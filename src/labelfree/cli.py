@@ -18,6 +18,7 @@ from rich.table import Table
 
 from labelfree.data.imageset import DataError
 from labelfree.train.loop import CheckpointError
+from labelfree.utils import atomic_save_npy
 
 app = typer.Typer(
     add_completion=False,
@@ -203,6 +204,13 @@ def evaluate(
             help="Initial features to score beside the embedding (comma-separated, '' for none)."
         ),
     ] = "pixels,hog,hog-lda",
+    rerank: Annotated[
+        str,
+        typer.Option(
+            help="none | diffusion: also score every representation re-ranked by diffusion on "
+            "the mutual kNN graph of DATA (manifold ranking), with its cost per query."
+        ),
+    ] = "none",
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the metrics here.")
     ] = None,
@@ -215,9 +223,12 @@ def evaluate(
     The model's own g(x) uses the extractor fitted at training time; other initial features listed in --features are fitted on DATA itself (without its labels).
     """
     from labelfree.evaluate.metrics import evaluate_embeddings, recall_ks_for
+    from labelfree.evaluate.rerank import RERANKERS, rerank_metrics
     from labelfree.features.base import compute_features, get_extractor
     from labelfree.methods import load_model
 
+    if rerank not in RERANKERS:
+        raise DataError(f"--rerank {rerank!r}: choose one of {', '.join(RERANKERS)}")
     m = load_model(str(_model_path(model)))
     eval_set = _load(
         data, image_size or (m.image_size[0] if m.image_size else None), data_root, on_error
@@ -225,15 +236,23 @@ def evaluate(
     if eval_set.labels is None:
         raise DataError(f"{eval_set.name}: evaluation needs labels (class sub-folders or a list)")
     ks = recall_ks_for(len(eval_set), eval_set.name)
-    reps: dict[str, dict[str, float]] = {}
+    feats: dict[str, np.ndarray] = {}
     for name in [f for f in features.split(",") if f]:
         ext = m.extractor if name == m.features else get_extractor(name).fit(eval_set)
-        reps[name] = evaluate_embeddings(compute_features(ext, eval_set), eval_set.labels, ks=ks)
-    reps["embedding"] = evaluate_embeddings(m.embed(eval_set), eval_set.labels, ks=ks)
-    settings = {}
-    for v in reps.values():
-        settings = v.pop("nmi_settings", settings)
+        feats[name] = compute_features(ext, eval_set)
+    feats["embedding"] = m.embed(eval_set)
+    reps: dict[str, dict[str, float]] = {}
+    settings: dict[str, Any] = {}
+    for name, f in feats.items():
+        reps[name] = evaluate_embeddings(f, eval_set.labels, ks=ks)
+        settings = reps[name].pop("nmi_settings", settings)
+    if rerank != "none":
+        for name, f in feats.items():
+            reps[f"{name} + {rerank}"] = rerank_metrics(f, eval_set.labels, ks=ks, method=rerank)
     print_metrics(reps, title=f"{eval_set.name}")
+    if rerank != "none":
+        cost = reps[f"embedding + {rerank}"]["rerank_ms_per_query"]
+        console.print(f"{rerank} re-ranking: {cost:.2f} ms per query ({len(eval_set)} items)")
     if json_out is not None:
         from labelfree.utils import atomic_write_json
 
@@ -301,8 +320,10 @@ def index(
         data, image_size or (m.image_size[0] if m.image_size else None), data_root, on_error
     )
     ids = images.paths or [f"{images.name}#{i}" for i in range(len(images))]
-    idx = EmbeddingIndex(m.embed(images), paths=ids, labels=images.labels, kind=kind)
+    z = m.embed(images)
+    idx = EmbeddingIndex(z, paths=ids, labels=images.labels, kind=kind)
     idx.save(out)
+    atomic_save_npy(out / "embeddings.npy", z)  # for `search --rerank diffusion`
     shutil.copyfile(src, out / "model.pt")
     console.print(f"indexed {len(images)} images → {out}")
 
@@ -320,6 +341,14 @@ def search(
     json_out: Annotated[
         bool, typer.Option("--json", help="Print JSON instead of a table.")
     ] = False,
+    rerank: Annotated[
+        str,
+        typer.Option(
+            help="none | diffusion: rank by diffusion on the mutual kNN graph of the indexed "
+            "images, the query linked in through its nearest items (scores are then diffusion "
+            "scores; the graph is built on the first use and kept in the index folder)."
+        ),
+    ] = "none",
 ) -> None:
     """Top-k most similar indexed images for each query image, with cosine scores."""
     from labelfree.data.decode import decode_image, resize_square
@@ -331,9 +360,12 @@ def search(
     m = load_model(str(index_dir / "model.pt"))
     size = m.image_size[0] if m.image_size else 64
     imgs = np.stack([resize_square(decode_image(q), size) for q in query])
-    scores, nbrs = idx.search(
-        m.embed(ImageSet(imgs, name="query", paths=[str(q) for q in query])), k
-    )
+    q_emb = m.embed(ImageSet(imgs, name="query", paths=[str(q) for q in query]))
+    scores, nbrs = idx.search(q_emb, k)
+    if rerank == "diffusion":
+        scores, nbrs = _diffusion_search(index_dir, q_emb, nbrs, k)
+    elif rerank != "none":
+        raise DataError(f"--rerank {rerank!r}: choose none or diffusion")
     results = [
         {
             "query": str(q),
@@ -355,6 +387,34 @@ def search(
         for row in res["results"]:
             table.add_row(str(row["rank"]), f"{row['score']:.4f}", str(row["item"]))
         console.print(table)
+
+
+def _diffusion_search(
+    index_dir: Path, q_emb: np.ndarray, cosine_nbrs: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Diffusion ranking of the index for each query, completed by the cosine ranking."""
+    import scipy.sparse as sp
+
+    from labelfree.evaluate.rerank import merge_rankings
+    from labelfree.graph.manifold import diffusion_rerank, mutual_knn_graph
+
+    emb_path, graph_path = index_dir / "embeddings.npy", index_dir / "graph.npz"
+    if not emb_path.exists():
+        raise DataError(f"{index_dir}: no embeddings.npy; rebuild the index with `labelfree index`")
+    db = np.load(emb_path)
+    gk = min(30, (len(db) - 1) // 2)
+    if graph_path.exists():
+        graph = sp.load_npz(graph_path)
+    else:
+        graph = mutual_knn_graph(db, k=gk)
+        sp.save_npz(graph_path, graph)
+    d_scores, d_idx = diffusion_rerank(db, q_emb, k=gk, topk=k, graph=graph)
+    ranked = merge_rankings(d_idx, cosine_nbrs, k)
+    score_of = [dict(zip(r, s, strict=True)) for r, s in zip(d_idx, d_scores, strict=True)]
+    scores = np.array(
+        [[score_of[i].get(j, 0.0) for j in row] for i, row in enumerate(ranked)], dtype=np.float32
+    )
+    return scores, ranked
 
 
 @app.command()
