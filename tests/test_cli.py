@@ -128,3 +128,47 @@ def test_model_of_another_method_is_refused(tmp_path):
     torch.save({"format": MODEL_FORMAT, "method": "mom"}, tmp_path / "m.pt")
     with pytest.raises(DataError, match="written by method 'mom', not 'hadsell'"):
         Hadsell.load(tmp_path / "m.pt")
+
+
+def test_recipe_sets_method_and_options_and_command_line_overrides(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    import labelfree.pipeline as pipeline
+
+    seen = {}
+
+    def fake_fit_run(method, train, out, **kw):
+        seen["method"] = method
+        return {}
+
+    monkeypatch.setattr(pipeline, "fit_run", fake_fit_run)
+    recipe = Path(__file__).parents[1] / "recipes" / "mom-cub.toml"
+    code = run_cli(
+        [
+            "fit",
+            "--data",
+            "digits:train",
+            "--out",
+            tmp_path / "r",
+            "--recipe",
+            recipe,
+            "--epochs",
+            "3",
+            "--image-size",
+            "32",
+        ],
+        monkeypatch,
+    )
+    assert code == 0
+    m = seen["method"]
+    assert m.name == "mom" and m.margin == 0.5 and m.optimizer == "sgd" and m.lr_step == 10
+    assert m.epochs == 3  # the command line wins over the recipe's 100
+    bad = tmp_path / "bad.toml"
+    bad.write_text('method = "mom"\ncolour = 1\n')
+    assert (
+        run_cli(
+            ["fit", "--data", "digits:train", "--out", tmp_path / "r2", "--recipe", bad],
+            monkeypatch,
+        )
+        == 2
+    )

@@ -70,6 +70,21 @@ def _load(spec: str, image_size: int | None, root: str | None, on_error: str, pe
     return load_data(spec, image_size=image_size, root=root, on_error=on_error, per_class=per_class)
 
 
+def _read_recipe(path: Path) -> dict[str, Any]:
+    import tomllib
+
+    if not path.exists():
+        raise DataError(f"--recipe {path}: no such file")
+    try:
+        rec = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise DataError(f"--recipe {path}: not valid TOML ({exc})") from exc
+    unknown = set(rec) - {"method", "options", "image_size", "data", "source", "notes"}
+    if unknown:
+        raise DataError(f"--recipe {path}: unknown keys {', '.join(sorted(unknown))}")
+    return rec
+
+
 def _model_path(model: Path) -> Path:
     return model / "model.pt" if model.is_dir() else model
 
@@ -106,8 +121,16 @@ def fit(
     data: DataOpt,
     out: Annotated[Path, typer.Option("--out", help="Run folder to create.")],
     method: Annotated[
-        str, typer.Option(help="Method: hadsell (see `labelfree methods`).")
-    ] = "hadsell",
+        str | None,
+        typer.Option(help="Method: hadsell | mom (see `labelfree methods`). Default hadsell."),
+    ] = None,
+    recipe: Annotated[
+        Path | None,
+        typer.Option(
+            help="A TOML recipe (recipes/*.toml): method and options of a published setup; "
+            "options given on the command line override it."
+        ),
+    ] = None,
     eval: Annotated[
         str | None,
         typer.Option(
@@ -115,36 +138,40 @@ def fit(
         ),
     ] = None,
     start: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--start",
             "--from",
-            help="scratch | distill (CNN distilled from g(x)) | feature-head (MLP over g(x)). "
-            "Under torchrun write --from: torchrun reads --start as its --start-method.",
+            help="scratch | distill (CNN distilled from g(x), default) | feature-head (MLP over "
+            "g(x)). Under torchrun write --from: torchrun reads --start as its --start-method.",
         ),
-    ] = "distill",
+    ] = None,
     features: Annotated[
-        str, typer.Option(help="Initial features g(x): pixels | hog | hog-lda | backbone.")
-    ] = "hog-lda",
+        str | None,
+        typer.Option(help="Initial features g(x): pixels | hog | hog-lda (default) | backbone."),
+    ] = None,
     backbone: Annotated[
-        str,
-        typer.Option(help="CNN: small | resnet18 | hf:<dir> | timm:<name> | torchvision:<name>."),
-    ] = "small",
-    dim: Annotated[int, typer.Option(help="Embedding dimension.")] = 64,
-    epochs: Annotated[int, typer.Option(help="Epochs per round.")] = 10,
-    rounds: Annotated[int, typer.Option(help="Structure/representation rounds.")] = 1,
-    batch_size: Annotated[int, typer.Option(help="Tuples per step.")] = 128,
+        str | None,
+        typer.Option(
+            help="CNN: small (default) | resnet18 | hf:<dir> | timm:<name> | torchvision:<name>."
+        ),
+    ] = None,
+    dim: Annotated[int | None, typer.Option(help="Embedding dimension (64).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs per round (10).")] = None,
+    rounds: Annotated[int | None, typer.Option(help="Structure/representation rounds (1).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Tuples per step (128).")] = None,
     lr: Annotated[
         float | None, typer.Option(help="Learning rate (default depends on --start).")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Random seed (CPU runs repeat exactly).")] = 0,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
+    seed: Annotated[int | None, typer.Option(help="Random seed (0; CPU runs repeat).")] = None,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N.")] = None,
     option: Annotated[
         list[str] | None,
         typer.Option(
             "--option",
             "-o",
-            help="Method option KEY=VALUE, repeatable (e.g. -o loss=contrastive -o k_pos=5).",
+            help="Method option KEY=VALUE, repeatable (e.g. -o loss=contrastive -o k_pos=5); "
+            "`labelfree methods` lists them.",
         ),
     ] = None,
     image_size: ImageSizeOpt = None,
@@ -163,7 +190,14 @@ def fit(
     from labelfree.methods import get_method
     from labelfree.pipeline import fit_run
 
-    opts = dict(
+    opts: dict[str, Any] = {}
+    if recipe is not None:
+        rec = _read_recipe(recipe)
+        method = method or rec.get("method")
+        opts.update(rec.get("options", {}))
+        image_size = image_size or rec.get("image_size")
+    method = method or "hadsell"
+    named = dict(
         start=start,
         features=features,
         backbone=backbone,
@@ -174,15 +208,18 @@ def fit(
         lr=lr,
         seed=seed,
         device=device,
-        progress=progress,
     )
+    opts.update({k: v for k, v in named.items() if v is not None})
+    opts["progress"] = progress
     opts.update(_parse_options(option or []))
     m = get_method(method, **opts)
     train_set = _load(data, image_size, data_root, on_error, per_class)
     eval_set = None
     if eval is not None:
         eval_set = _load(eval, image_size or train_set.image_size[0], data_root, on_error)
-    console.print(f"[bold]{method}[/] on {train_set.name} ({len(train_set)} images), start={start}")
+    console.print(
+        f"[bold]{method}[/] on {train_set.name} ({len(train_set)} images), start={m.start}"
+    )
     result = fit_run(m, train_set, out, eval_set=eval_set, overwrite=overwrite, resume=resume)
     from labelfree.train import distributed as dist
 

@@ -57,6 +57,7 @@ class Method:
         lr: float | None = None,
         weight_decay: float = 5e-4,
         optimizer: str = "adam",
+        lr_step: int = 0,
         augment: float = 1.0,
         flip: bool | None = None,
         distill_epochs: int = 30,
@@ -80,6 +81,9 @@ class Method:
             lr: learning rate; default 1e-3 from scratch / feature head, 3e-4 after distillation
                 (fine-tuning must not wash out the distilled start — chosen by measurement on
                 mnist5k, see benchmarks/bench_quality.py).
+            optimizer: ``adam`` (AdamW) or ``sgd`` (momentum 0.9, as in seed 002 §4.3).
+            lr_step: multiply the learning rate by 0.1 every ``lr_step`` epochs (0: never;
+                seed 002 uses 10).
             augment: augmentation strength (0 turns it off). The calibration (METHODS.md §0)
                 found augmentation invariance the largest single gain once pairs are clean.
             flip: horizontal flips in augmentation; default: what the data allows (off for
@@ -104,6 +108,7 @@ class Method:
         self.lr = lr
         self.weight_decay = weight_decay
         self.optimizer = optimizer
+        self.lr_step = lr_step
         self.augment = augment
         self.flip = flip
         self.distill_epochs = distill_epochs
@@ -170,6 +175,7 @@ class Method:
             lr=lr,
             weight_decay=self.weight_decay,
             optimizer=self.optimizer,
+            lr_step=self.lr_step,
             seed=self.seed,
             device=self.device,
             amp=self.amp,
