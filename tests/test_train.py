@@ -77,6 +77,7 @@ def test_resume_across_distillation_and_method(tmp_path):
         batch_size=16,
         progress=False,
         augment=0.5,
+        cache=False,  # the distilled net must come from the checkpoint, not the cache
     )
     full = get_method("hadsell", **opts).fit(data, run_dir=tmp_path / "a")
 
@@ -157,3 +158,32 @@ def test_ddp_two_gloo_processes_stay_in_sync(tmp_path):
     # only rank 0 writes the checkpoint and log
     assert (tmp_path / "rank0" / "checkpoint.pt").exists()
     assert not (tmp_path / "rank1" / "checkpoint.pt").exists()
+
+
+def test_distilled_start_is_cached_and_reused_exactly(monkeypatch):
+    from labelfree.nets import distill
+
+    data = _small_digits(10)
+    opts = dict(
+        start="distill",
+        features="pixels",
+        epochs=1,
+        distill_epochs=2,
+        progress=False,
+        batch_size=16,
+        augment=0.5,
+    )
+    first = get_method("hadsell", **opts).fit(data)
+    calls = {"n": 0}
+    orig = distill.DistillStage.batch_loss
+
+    def counting(self, *a):
+        calls["n"] += 1
+        return orig(self, *a)
+
+    monkeypatch.setattr(distill.DistillStage, "batch_loss", counting)
+    second = get_method("hadsell", **opts).fit(data)
+    assert calls["n"] == 0  # distillation skipped: the cached network was loaded
+    _assert_same_state(_state(first), _state(second))
+    get_method("hadsell", **{**opts, "distill_epochs": 1}).fit(data)
+    assert calls["n"] > 0  # other distillation settings: distilled again

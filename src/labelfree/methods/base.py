@@ -168,14 +168,18 @@ class Method:
         return 3e-4 if self.start == "distill" else 1e-3
 
     # ---- fit ------------------------------------------------------------------------------------
-    def _train_config(self, epochs: int, lr: float, desc: str, rounds: int = 1) -> TrainConfig:
+    def _train_config(
+        self, epochs: int, lr: float, desc: str, rounds: int = 1, distill: bool = False
+    ) -> TrainConfig:
+        # Distillation keeps its own measured optimiser (AdamW, constant lr) whatever the
+        # method's optimiser settings are.
         return TrainConfig(
             epochs=epochs,
             rounds=rounds,
             lr=lr,
             weight_decay=self.weight_decay,
-            optimizer=self.optimizer,
-            lr_step=self.lr_step,
+            optimizer="adam" if distill else self.optimizer,
+            lr_step=0 if distill else self.lr_step,
             seed=self.seed,
             device=self.device,
             amp=self.amp,
@@ -239,20 +243,37 @@ class Method:
 
             stage = DistillStage(g, dim=self.dim, batch_size=max(self.batch_size, 64) * 2)
             method_ckpt = Path(run_dir) / "checkpoint.pt" if run_dir is not None else None
-            if not (resume and method_ckpt is not None and method_ckpt.exists()):
+            distill_ckpt = Path(run_dir) / "distill.pt" if run_dir is not None else None
+            cached = (
+                self._distill_cache_path(images, flip, stage.batch_size) if self.cache else None
+            )
+            if resume and method_ckpt is not None and method_ckpt.exists():
+                pass  # the method's checkpoint holds the network
+            elif (
+                cached is not None
+                and cached.exists()
+                and not (resume and distill_ckpt is not None and distill_ckpt.exists())
+            ):
+                # Same images, g(x), network and distillation settings: reuse the distilled net.
+                self.net.load_state_dict(torch.load(cached, map_location=device))
+            else:
                 self.history += train(
                     self.net,
                     stage,
                     inputs,
                     g,
                     self._represent_fn,
-                    self._train_config(self.distill_epochs, self.distill_lr, "distill"),
+                    self._train_config(
+                        self.distill_epochs, self.distill_lr, "distill", distill=True
+                    ),
                     run_dir=run_dir,
                     checkpoint_name="distill.pt",
                     resume=resume,
                     extra=stage.projector.to(device),
                     on_epoch_end=on_epoch_end,
                 )
+                if cached is not None and dist.rank() == 0:
+                    atomic_torch_save(self.net.state_dict(), cached)
         stats = None
         if images.labels is not None:
             labels = images.labels
@@ -274,6 +295,30 @@ class Method:
         )
         self.net.eval()
         return self
+
+    def _distill_cache_path(self, images: ImageSet, flip: bool, batch_size: int) -> Path:
+        """Cache file of the distilled network, keyed by everything that determines it."""
+        import hashlib
+        import json
+
+        from labelfree.features.base import cache_dir
+
+        key = {
+            "images": images.fingerprint(),
+            "g": self.extractor.key(),
+            "backbone": self.backbone,
+            "dim": self.dim,
+            "pooling": self.pooling,
+            "augment": self.augment,
+            "flip": flip,
+            "epochs": self.distill_epochs,
+            "lr": self.distill_lr,
+            "weight_decay": self.weight_decay,
+            "batch_size": batch_size,
+            "seed": self.seed,
+        }
+        digest = hashlib.blake2b(json.dumps(key, sort_keys=True).encode(), digest_size=12)
+        return cache_dir() / "distill" / f"{digest.hexdigest()}.pt"
 
     def current_embedding(self) -> np.ndarray:
         """Embedding of every training item by the network as it is now (no augmentation).
