@@ -3,7 +3,7 @@ PY ?= python3
 PIP = $(PY) -m pip
 STAMP = .setup.stamp
 
-.PHONY: setup demo test lint bench bench-quality bench-eval clean
+.PHONY: setup demo test lint bench bench-quality bench-eval bench-mining clean
 
 # torch is pinned to 2.13.0, whose CPU wheel the project machines hold locally: an unpinned
 # torch would pull several GB of CUDA packages.
@@ -24,13 +24,18 @@ lint: $(STAMP)
 test: lint
 	$(PY) -m pytest
 
-bench: bench-eval bench-quality
+# make bench: about 45 min on 2 idle cores (quality over 3 seeds dominates).
+bench: bench-eval bench-quality bench-mining
 
 bench-eval: $(STAMP)
 	$(PY) benchmarks/bench_eval.py
 
 bench-quality: $(STAMP)
 	$(PY) benchmarks/bench_quality.py
+
+bench-mining: $(STAMP)
+	$(PY) benchmarks/bench_mining.py --sizes 10000 100000
+	$(PY) benchmarks/bench_mining.py --pools
 
 clean:
 	rm -rf $(STAMP) demo-run bench-out .pytest_cache
