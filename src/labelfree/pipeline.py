@@ -73,7 +73,8 @@ def evaluate_representations(
     out: dict[str, dict[str, float]] = {}
     settings: dict[str, Any] = {}
     for name in features:
-        ext = get_extractor(name).fit(train)
+        # The method's own g(x) is already fitted on ``train``: reuse it.
+        ext = method.extractor if name == method.features else get_extractor(name).fit(train)
         feats = compute_features(ext, eval_set, cache=method.cache)
         res = evaluate_embeddings(feats, eval_set.labels, ks=ks, seed=seed)
         settings = res.pop("nmi_settings", settings)
