@@ -1,11 +1,11 @@
-"""Quality on held-out classes: initial features g(x) vs the Hadsell baseline, mean ± std.
+"""Quality on held-out classes: initial features g(x) vs learned embeddings, mean ± std.
 
 Protocol (METHODS.md §0): train on the images of digits 0-4 (labels unused), evaluate on the
 unseen digits 5-9. Datasets: mnist5k (500 per class), mnist5k at 50 per class (the papers'
 fine-grained regime), sklearn digits (~180 per class, upsampled to 32 px). Each learned row is
 run with 3 seeds from scratch and from the two pretrained-style starts; the g(x) rows vary only
 through the NMI k-means seed. The ratio column compares each row's MAP@R with the best initial
-feature in the same run.
+feature in the same run; TP / TN are the mined pairs' label purity (diagnostic only).
 
     python benchmarks/bench_quality.py [--datasets mnist5k,mnist5k-50,digits] [--seeds 0,1,2]
 """
@@ -17,6 +17,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import peak_rss_mib, print_table  # noqa: E402
 from labelfree.data.registry import load_data  # noqa: E402
 from labelfree.evaluate.metrics import evaluate_embeddings  # noqa: E402
+from labelfree.evaluate.rerank import rerank_metrics  # noqa: E402
 from labelfree.features.base import compute_features, get_extractor  # noqa: E402
 from labelfree.methods import get_method  # noqa: E402
 
@@ -33,71 +35,122 @@ DATASETS = {
     "digits": ("digits:train", "digits:test", None),
 }
 METRICS = ("MAP@R", "R@1", "NMI")
+# (row label, method, options)
+BASELINE_ROWS: list[tuple[str, str, dict[str, Any]]] = [("hadsell", "hadsell", {})]
 
 
 def mean_std(values: list[float]) -> str:
     return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
 
 
-def run_dataset(name: str, seeds: list[int], epochs: int, starts: list[str]) -> list[dict]:
+def run_dataset(
+    name: str,
+    seeds: list[int],
+    epochs: int,
+    starts: list[str],
+    rows: list[tuple[str, str, dict[str, Any]]] = BASELINE_ROWS,
+    rerank: bool = False,
+) -> list[dict]:
     train_spec, test_spec, per_class = DATASETS[name]
     train = load_data(train_spec, per_class=per_class)
     test = load_data(test_spec, per_class=per_class)
     results: dict[str, dict[str, list[float]]] = {}
-    seconds: dict[str, list[float]] = {}
+
+    def record(row: str, res: dict[str, float]) -> None:
+        for m, v in res.items():
+            results.setdefault(row, {}).setdefault(m, []).append(v)
+
     for feat in ("pixels", "hog", "hog-lda"):
         f = compute_features(get_extractor(feat).fit(train), test)
         for s in seeds:
-            res = evaluate_embeddings(f, test.labels, seed=s)
-            for m in METRICS:
-                results.setdefault(f"g(x) {feat}", {}).setdefault(m, []).append(res[m])
-    for start in starts:
-        row = f"hadsell ({start})"
-        for s in seeds:
-            t0 = time.perf_counter()
-            method = get_method("hadsell", start=start, epochs=epochs, seed=s, progress=False)
-            method.fit(train)
-            seconds.setdefault(row, []).append(time.perf_counter() - t0)
-            res = evaluate_embeddings(method.embed(test), test.labels, seed=s)
-            for m in METRICS:
-                results.setdefault(row, {}).setdefault(m, []).append(res[m])
-            print(
-                f"  {name} {row} seed {s}: MAP@R {res['MAP@R']:.3f} ({seconds[row][-1]:.0f} s)",
-                flush=True,
+            record(
+                f"g(x) {feat}", {m: evaluate_embeddings(f, test.labels, seed=s)[m] for m in METRICS}
             )
+        if rerank:
+            rr = rerank_metrics(f, test.labels)
+            record(
+                f"g(x) {feat} + diffusion",
+                {m: rr[m] for m in ("MAP@R", "R@1")} | {"rerank ms/q": rr["rerank_ms_per_query"]},
+            )
+    for start in starts:
+        for label, method, options in rows:
+            row = f"{label} ({start})"
+            for s in seeds:
+                t0 = time.perf_counter()
+                m = get_method(
+                    method, start=start, epochs=epochs, seed=s, progress=False, **options
+                )
+                m.fit(train)
+                fit_s = time.perf_counter() - t0
+                z = m.embed(test)
+                res = {k: evaluate_embeddings(z, test.labels, seed=s)[k] for k in METRICS}
+                stats = next(
+                    (
+                        h
+                        for h in m.history
+                        if h["stage"] == method and "structure/positive_tp_rate" in h
+                    ),
+                    {},
+                )
+                res["TP"] = stats.get("structure/positive_tp_rate", float("nan"))
+                res["TN"] = stats.get("structure/negative_tn_rate", float("nan"))
+                res["fit s"] = fit_s
+                record(row, res)
+                if rerank:
+                    rr = rerank_metrics(z, test.labels)
+                    record(
+                        f"{row} + diffusion",
+                        {
+                            "MAP@R": rr["MAP@R"],
+                            "R@1": rr["R@1"],
+                            "rerank ms/q": rr["rerank_ms_per_query"],
+                        },
+                    )
+                print(
+                    f"  {name} {row} seed {s}: MAP@R {res['MAP@R']:.3f} ({fit_s:.0f} s)", flush=True
+                )
     best_g = max(
-        (k for k in results if k.startswith("g(x)")), key=lambda k: np.mean(results[k]["MAP@R"])
+        (k for k in results if k.startswith("g(x)") and "+" not in k),
+        key=lambda k: np.mean(results[k]["MAP@R"]),
     )
     base = float(np.mean(results[best_g]["MAP@R"]))
-    rows = []
+    ratio_col = f"MAP@R / {best_g}"
+    table = []
     for rep, vals in results.items():
         row = {"representation": rep}
-        row.update({m: mean_std(vals[m]) for m in METRICS})
-        row[f"MAP@R / {best_g}"] = round(float(np.mean(vals["MAP@R"])) / base, 3)
-        row["fit s"] = round(float(np.mean(seconds[rep])), 1) if rep in seconds else None
-        rows.append(row)
+        row.update({m: mean_std(vals[m]) for m in METRICS if m in vals})
+        row[ratio_col] = round(float(np.mean(vals["MAP@R"])) / base, 3)
+        for extra in ("TP", "TN", "fit s", "rerank ms/q"):
+            if extra in vals:
+                row[extra] = round(float(np.mean(vals[extra])), 3 if extra in ("TP", "TN") else 1)
+        table.append(row)
+    n_cls = len(np.unique(test.labels))
     title = (
         f"{name}: train {train.name} ({len(train)} images, labels unused) -> held-out "
-        f"{test.name} ({len(test)} images, {len(test) // len(np.unique(test.labels))} per class); "
+        f"{test.name} ({len(test)} images, {len(test) // n_cls} per class); "
         f"{len(seeds)} seeds, {epochs} epochs"
     )
-    print_table(rows, ["representation", *METRICS, f"MAP@R / {best_g}", "fit s"], title)
-    return [{"dataset": name, **r, "raw": results.get(r["representation"])} for r in rows]
+    cols = ["representation", *METRICS, ratio_col, "TP", "TN", "fit s"]
+    if rerank:
+        cols.append("rerank ms/q")
+    print_table(table, cols, title)
+    return [{"dataset": name, **r, "raw": results[r["representation"]]} for r in table]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(rows: list[tuple[str, str, dict[str, Any]]] = BASELINE_ROWS, doc: str = __doc__) -> None:
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--datasets", default="mnist5k,mnist5k-50,digits")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--starts", default="scratch,distill,feature-head")
+    ap.add_argument("--rerank", action="store_true", help="add diffusion re-ranked rows")
     ap.add_argument("--out", default="bench-out/quality.json")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     all_rows = []
     t0 = time.perf_counter()
     for name in args.datasets.split(","):
-        all_rows += run_dataset(name, seeds, args.epochs, args.starts.split(","))
+        all_rows += run_dataset(name, seeds, args.epochs, args.starts.split(","), rows, args.rerank)
     print(f"total {time.perf_counter() - t0:.0f} s, peak RSS {peak_rss_mib():.0f} MiB")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(all_rows, indent=1))
