@@ -74,17 +74,19 @@ def read_log(run_dir: str | Path) -> list[dict[str, Any]]:
 
 
 def loss_curve(records: list[dict[str, Any]], path: str | Path) -> None:
-    """Training loss per epoch, one line per stage (distillation, method)."""
-    fig, ax = plt.subplots(figsize=(5, 3))
+    """Training loss per epoch, one panel per stage (distillation and method losses differ in
+    scale by orders of magnitude)."""
     stages: dict[str, list[float]] = {}
     for r in records:
-        stages.setdefault(r["stage"], []).append(r["loss"])
-    for name, losses in stages.items():
-        ax.plot(np.arange(1, len(losses) + 1), losses, marker="o", ms=3, label=name)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+        if r.get("loss") is not None:
+            stages.setdefault(r["stage"], []).append(r["loss"])
+    fig, axes = plt.subplots(1, max(1, len(stages)), figsize=(4 * max(1, len(stages)), 3))
+    for ax, (name, losses) in zip(np.atleast_1d(axes), stages.items(), strict=False):
+        ax.plot(np.arange(1, len(losses) + 1), losses, marker="o", ms=3)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
