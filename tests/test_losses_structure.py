@@ -88,3 +88,27 @@ def test_info_nce_hand_computed():
     logits = torch.tensor([[1.0, 0.6], [0.0, 0.8]]) / 0.1
     expected = -(torch.log_softmax(logits, 1)[[0, 1], [0, 1]]).mean()
     assert info_nce(s, t, 0.1).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_tuple_loss_dispatches_with_default_margins_and_weights():
+    from labelfree.losses.pairs import tuple_loss
+
+    torch.manual_seed(1)
+    emb = F.normalize(torch.randn(6, 3), dim=1)
+    batch = {
+        "a": np.array([0, 1]),
+        "p": np.array([2, 3]),
+        "n": np.array([4, 5]),
+        "w": np.array([0.5, 2.0]),
+    }
+    a, p, n = torch.tensor([0, 1]), torch.tensor([2, 3]), torch.tensor([4, 5])
+    w = torch.tensor([0.5, 2.0])
+    assert tuple_loss(emb, batch, "contrastive").item() == pytest.approx(
+        contrastive_loss(emb, a, p, n, margin=0.7, weights=w).item()
+    )
+    assert tuple_loss(emb, batch, "triplet", margin=0.3).item() == pytest.approx(
+        triplet_loss(emb, a, p, n, margin=0.3, weights=w).item()
+    )
+    assert tuple_loss(emb, batch, "contrastive").item() != pytest.approx(
+        contrastive_loss(emb, a, p, n, margin=0.7).item()
+    )  # the weights are applied

@@ -61,6 +61,28 @@ def triplet_loss(
     return (F.relu(margin + d_pos - d_neg) * weights).mean()
 
 
+TUPLE_LOSSES = {"triplet": 0.5, "contrastive": 0.7}  # name -> default margin (seed 002 §4.3)
+
+
+def check_tuple_loss(loss: str) -> None:
+    if loss not in TUPLE_LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(TUPLE_LOSSES)}")
+
+
+def tuple_loss(
+    emb: torch.Tensor, batch: dict, loss: str = "triplet", margin: float | None = None
+) -> torch.Tensor:
+    """The triplet or contrastive loss of a batch from
+    :func:`labelfree.structure.tuples.tuple_batches` (positions ``a``, ``p``, ``n`` and
+    optional weights ``w``); ``margin=None`` takes the loss's default (0.5 / 0.7)."""
+    a, p, n = (torch.as_tensor(batch[k], device=emb.device) for k in ("a", "p", "n"))
+    w = batch.get("w")
+    w = None if w is None else torch.as_tensor(w, device=emb.device, dtype=emb.dtype)
+    m = TUPLE_LOSSES[loss] if margin is None else margin
+    fn = triplet_loss if loss == "triplet" else contrastive_loss
+    return fn(emb, a, p, n, margin=m, weights=w)
+
+
 def info_nce(
     student: torch.Tensor, teacher: torch.Tensor, temperature: float = 0.1
 ) -> torch.Tensor:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from labelfree.graph.knn import knn
-from labelfree.losses.pairs import contrastive_loss, triplet_loss
+from labelfree.losses.pairs import check_tuple_loss, tuple_loss
 from labelfree.methods.base import Method
 from labelfree.structure.tuples import random_non_neighbours, tuple_batches
 
@@ -38,8 +38,7 @@ class Hadsell(Method):
         margin: overrides the loss's default margin.
         """
         super().__init__(**common)
-        if loss not in ("triplet", "contrastive"):
-            raise ValueError(f"unknown loss {loss!r}; choose 'triplet' or 'contrastive'")
+        check_tuple_loss(loss)
         self.k_pos = k_pos
         self.loss = loss
         self.margin = margin
@@ -62,10 +61,7 @@ class Hadsell(Method):
     def batch_loss(
         self, emb: torch.Tensor, batch: dict[str, Any], structure: dict[str, Any]
     ) -> torch.Tensor:
-        a, p, n = (torch.as_tensor(batch[k], device=emb.device) for k in ("a", "p", "n"))
-        if self.loss == "triplet":
-            return triplet_loss(emb, a, p, n, margin=0.5 if self.margin is None else self.margin)
-        return contrastive_loss(emb, a, p, n, margin=0.7 if self.margin is None else self.margin)
+        return tuple_loss(emb, batch, self.loss, self.margin)
 
     def structure_stats(self, structure: dict[str, Any], labels: np.ndarray) -> dict[str, float]:
         """True-positive rate of the kNN positives and the expected true-negative rate of the

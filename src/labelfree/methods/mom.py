@@ -32,7 +32,7 @@ from labelfree.graph.manifold import (
     normalize_graph,
     stationary_distribution,
 )
-from labelfree.losses.pairs import contrastive_loss, triplet_loss
+from labelfree.losses.pairs import check_tuple_loss, tuple_loss
 from labelfree.methods.base import Method
 from labelfree.structure.pools import (
     negative_pool,
@@ -101,8 +101,7 @@ class MoM(Method):
             raise ValueError(f"negatives {negatives!r}: choose 'manifold' or 'random'")
         if anchors not in ("all", "modes"):
             raise ValueError(f"anchors {anchors!r}: choose 'all' or 'modes'")
-        if loss not in ("triplet", "contrastive"):
-            raise ValueError(f"unknown loss {loss!r}; choose 'triplet' or 'contrastive'")
+        check_tuple_loss(loss)
         self.k_graph, self.alpha, self.cg_iters = k_graph, alpha, cg_iters
         self.k_pos, self.k_neg, self.pool_max = k_pos, k_neg, pool_max
         self.positives, self.negatives, self.nn_pos = positives, negatives, nn_pos
@@ -117,7 +116,10 @@ class MoM(Method):
     # ---- structure step ---------------------------------------------------------------------
     def structure(self, reps: np.ndarray, round_idx: int) -> dict[str, Any]:
         n = len(reps)
-        graph = mutual_knn_graph(reps, k=self.k_graph)
+        # One kNN table serves the graph and (when wide enough) the Euclidean pools.
+        width = min(max(self.k_graph, self.nn_pos, self.k_pos or 0, self.k_neg or 0), n - 1)
+        table = knn_graph(reps, width)
+        graph = mutual_knn_graph(None, k=self.k_graph, neighbours=table)
         k_pos, k_neg = self.k_pos, self.k_neg
         if k_pos is None or k_neg is None:
             rule_pos, rule_neg = pool_size_rule(graph, seed=self.seed)
@@ -132,8 +134,8 @@ class MoM(Method):
             pi[comp] = stationary_distribution(graph[comp][:, comp])
             anchors = graph_modes(graph, pi, self.n_anchors)
         depth = max(k_pos, k_neg, self.nn_pos)
-        e_sims, e_idx = knn_graph(reps, depth)
-        e_idx = e_idx[anchors]
+        e_idx = table[1] if depth <= width else knn_graph(reps, depth)[1]
+        e_idx = e_idx[anchors, :depth]
         need_manifold = self.positives == "manifold" or self.negatives == "manifold"
         if need_manifold:
             degrees = np.asarray(graph.sum(axis=1)).ravel() if self.degree_normalized else None
@@ -207,14 +209,7 @@ class MoM(Method):
     def batch_loss(
         self, emb: torch.Tensor, batch: dict[str, Any], structure: dict[str, Any]
     ) -> torch.Tensor:
-        a, p, n = (torch.as_tensor(batch[k], device=emb.device) for k in ("a", "p", "n"))
-        w = batch.get("w")
-        w = None if w is None else torch.as_tensor(w, device=emb.device, dtype=emb.dtype)
-        if self.loss == "triplet":
-            m = 0.5 if self.margin is None else self.margin
-            return triplet_loss(emb, a, p, n, margin=m, weights=w)
-        m = 0.7 if self.margin is None else self.margin
-        return contrastive_loss(emb, a, p, n, margin=m, weights=w)
+        return tuple_loss(emb, batch, self.loss, self.margin)
 
     def structure_stats(self, structure: dict[str, Any], labels: np.ndarray) -> dict[str, float]:
         """True-positive rate of P⁺ and true-negative rate of P⁻ (CUB: 40 % / 96 %)."""
