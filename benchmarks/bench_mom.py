@@ -22,6 +22,8 @@ ROWS = [
     ("NN5/P-", "mom", {"positives": "euclidean", "negatives": "manifold"}),
     ("P+/P-", "mom", {"positives": "manifold", "negatives": "manifold"}),
     ("P+/P- weighted", "mom", {"weighted": True}),
+    # P⁺ ranked by f_i / sqrt(d) (random-walk normalisation): purer P⁺ at 50 per class.
+    ("P+/P- deg-norm", "mom", {"degree_normalized": True}),
 ]
 
 if __name__ == "__main__":
