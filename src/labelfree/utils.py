@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import os
@@ -68,3 +69,23 @@ def choose_device(device: str | None = None) -> torch.device:
     if device in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+class KeywordOptions:
+    """An object whose options are its constructors' keyword-only arguments (sklearn's
+    ``get_params`` idea): every subclass in the MRO adds its own, and the values are read back
+    from the attributes of the same names. Image-level and object-frame methods share it."""
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        names: list[str] = []
+        for klass in reversed(cls.__mro__):
+            if "__init__" in klass.__dict__ and issubclass(klass, KeywordOptions):
+                for p in inspect.signature(klass.__init__).parameters.values():
+                    if p.kind == p.KEYWORD_ONLY and p.name not in names:
+                        names.append(p.name)
+        return names
+
+    def get_params(self) -> dict[str, Any]:
+        """All constructor options and their values (saved with the model)."""
+        return {k: getattr(self, k) for k in self.option_names()}

@@ -20,7 +20,6 @@ Three starting points (METHODS.md §0; every run records which one it used):
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -32,13 +31,13 @@ from labelfree.data.imageset import DataError, ImageSet
 from labelfree.features.base import FeatureExtractor, compute_features, from_dict, get_extractor
 from labelfree.train import distributed as dist
 from labelfree.train.loop import TrainConfig, train
-from labelfree.utils import atomic_torch_save, choose_device, seed_everything
+from labelfree.utils import KeywordOptions, atomic_torch_save, choose_device, seed_everything
 
 MODEL_FORMAT = "labelfree-model"
 STARTS = ("scratch", "distill", "feature-head")
 
 
-class Method:
+class Method(KeywordOptions):
     """Base class of the label-free methods. Subclasses implement the Stage hooks."""
 
     name: ClassVar[str] = ""
@@ -146,21 +145,15 @@ class Method:
         """Diagnostics of a structure against evaluation labels (never used for training)."""
         return {}
 
+    def extra_module(self) -> nn.Module | None:
+        """A second module trained alongside the network (e.g. ROUL's order network), or None.
+
+        It is passed to the training loop as ``extra`` (same optimiser), saved with the model and
+        restored by :meth:`load`; it must be buildable from the method's options alone.
+        """
+        return None
+
     # ---- parameters ----------------------------------------------------------------------------
-    @classmethod
-    def option_names(cls) -> list[str]:
-        names: list[str] = []
-        for klass in reversed(cls.__mro__):
-            if "__init__" in klass.__dict__ and issubclass(klass, Method):
-                for p in inspect.signature(klass.__init__).parameters.values():
-                    if p.kind == p.KEYWORD_ONLY and p.name not in names:
-                        names.append(p.name)
-        return names
-
-    def get_params(self) -> dict[str, Any]:
-        """All constructor options and their values (saved with the model)."""
-        return {k: getattr(self, k) for k in self.option_names()}
-
     @property
     def resolved_lr(self) -> float:
         if self.lr is not None:
@@ -292,6 +285,7 @@ class Method:
             resume=resume,
             on_epoch_end=on_epoch_end,
             structure_stats=stats,
+            extra=extra.to(device) if (extra := self.extra_module()) is not None else None,
         )
         self.net.eval()
         return self
@@ -388,6 +382,11 @@ class Method:
                 "extractor": self.extractor.to_dict(),
                 "image_size": self.image_size,
                 "history": self.history,
+                **(
+                    {"extra_state": {k: v.cpu() for k, v in extra.state_dict().items()}}
+                    if (extra := self.extra_module()) is not None
+                    else {}
+                ),
             },
             path,
         )
@@ -412,6 +411,9 @@ class Method:
         m.extractor = from_dict(state["extractor"])
         m.image_size = tuple(state["image_size"]) if state["image_size"] else None
         m.history = state.get("history", [])
+        if (extra := m.extra_module()) is not None and "extra_state" in state:
+            extra.load_state_dict(state["extra_state"])
+            extra.to(choose_device(device)).eval()
         return m
 
 
