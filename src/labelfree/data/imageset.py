@@ -74,15 +74,23 @@ class ImageSet:
         return self.labels is not None
 
     def subset(self, indices: np.ndarray | list[int], name: str | None = None) -> ImageSet:
-        """The images at ``indices`` (labels, paths and class names follow)."""
+        """The images at ``indices`` (labels, paths and class names follow).
+
+        ``meta`` is copied; the per-image arrays it names in ``meta["per_item"]`` (e.g. the
+        ``video`` / ``frame`` arrays of frame sequences) are indexed like the images.
+        """
         idx = np.asarray(indices, dtype=np.int64)
+        meta = dict(self.meta)
+        for key in meta.get("per_item", ()):
+            if key in meta:
+                meta[key] = np.asarray(meta[key])[idx]
         return ImageSet(
             images=self.images[idx],
             labels=None if self.labels is None else self.labels[idx],
             class_names=self.class_names,
             paths=None if self.paths is None else [self.paths[i] for i in idx],
             name=name or f"{self.name}[{len(idx)}]",
-            meta=dict(self.meta),
+            meta=meta,
         )
 
     def fingerprint(self) -> str:

@@ -5,6 +5,15 @@ Spec forms:
 * ``"mnist5k"``, ``"mnist5k:train"``, ``"mnist5k:test"``, ``"mnist5k:all"`` — bundled
   (:mod:`labelfree.data.bundled`); no split means ``all``.
 * ``"digits[:train|test|all]"`` — likewise.
+* ``"synthetic-poses[:train|test|all]"`` — generated frame sequences of an articulated figure
+  with pose ground truth and ``meta["video"]`` / ``meta["frame"]``
+  (:mod:`labelfree.data.sequences`; 48 px unless ``image_size``); train and test hold
+  disjoint videos.
+* ``"synthetic-faces:train|test"``, ``"synthetic-arm:train|test"`` — generated sets with exact
+  landmarks / optical flow (:mod:`labelfree.data.synthetic`; 64 px unless ``image_size``).
+* ``"celeba-mafl:train|test|celeba"``, ``"aflw:train|test"``, ``"300w:train|test"`` — face
+  landmark sets under the data root (:mod:`labelfree.data.landmark_sets`; folders ``celeba``,
+  ``MTFL``, ``300W``).
 * ``"cub200:train|test|all"``, ``"cars196:..."``, ``"sop:..."`` — benchmarks
   (:mod:`labelfree.data.benchmarks`). The split is required, so that nobody trains on the test
   classes by accident.
@@ -27,7 +36,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from . import benchmarks, bundled
+from . import benchmarks, bundled, landmark_sets, sequences, synthetic
 from .folder import check_on_error, load_folder, load_list
 from .imageset import DataError, ImageSet
 
@@ -42,11 +51,17 @@ DEFAULT_FOLDER_SIZE = 64
 _BUNDLED: dict[str, Callable[..., ImageSet]] = {
     "mnist5k": bundled.mnist5k,
     "digits": bundled.digits,
+    "synthetic-poses": sequences.synthetic_poses,
 }
 _BENCHMARK_LOADERS: dict[str, Callable[..., ImageSet]] = {
     "cub200": benchmarks.cub200,
     "cars196": benchmarks.cars196,
     "sop": benchmarks.sop,
+}
+#: Generated sets with exact geometry (:mod:`labelfree.data.synthetic`); split train|test.
+_SYNTHETIC: dict[str, Callable[..., ImageSet]] = {
+    "synthetic-faces": synthetic.synthetic_faces,
+    "synthetic-arm": synthetic.arm_sequence,
 }
 _LIST_SUFFIXES = (".csv", ".tsv", ".txt")
 
@@ -58,11 +73,20 @@ def available_datasets() -> list[str]:
         names += [f"{name}:{s}" for s in ("train", "test", "all")]
     for name in _BENCHMARK_LOADERS:
         names += [f"{name}:{s}" for s in ("train", "test", "all")]
+    for name in _SYNTHETIC:
+        names += [f"{name}:{s}" for s in ("train", "test")]
+    names += ["celeba-mafl:train", "celeba-mafl:test", "celeba-mafl:celeba", "aflw:train"]
+    names += ["aflw:test", "300w:train", "300w:test", "300w:common", "300w:challenging"]
     return names
 
 
 def _known_names() -> str:
-    return ", ".join(list(_BUNDLED) + list(_BENCHMARK_LOADERS))
+    return ", ".join(
+        list(_BUNDLED)
+        + list(_BENCHMARK_LOADERS)
+        + list(_SYNTHETIC)
+        + list(landmark_sets.LANDMARK_SETS)
+    )
 
 
 def _benchmark_root(name: str, root: str | os.PathLike[str] | None) -> Path:
@@ -131,6 +155,12 @@ def load_data(
         split = split.strip().lower()
         if name in _BUNDLED:
             data = _BUNDLED[name](split or "all", image_size=image_size)
+        elif name in _SYNTHETIC:
+            if not split:
+                raise DataError(f"{name} needs a split: {name}:train or {name}:test")
+            data = _SYNTHETIC[name](split, size=64 if image_size is None else image_size)
+        elif name in landmark_sets.LANDMARK_SETS:
+            data = landmark_sets.load_landmark_set(name, split, root, image_size)
         elif name in _BENCHMARK_LOADERS:
             if not split:
                 raise DataError(
