@@ -172,3 +172,31 @@ def test_recipe_sets_method_and_options_and_command_line_overrides(tmp_path, mon
         )
         == 2
     )
+
+
+@pytest.mark.slow
+def test_evaluate_exemplar_protocol(tmp_path, monkeypatch, capsys):
+    """`evaluate --protocol exemplar` scores g(x) and the embedding on frame sequences, and the
+    g(x) row equals the protocol computed directly (independently of the CLI)."""
+    from labelfree.data.registry import load_data
+    from labelfree.data.sequences import mirror_images
+    from labelfree.evaluate.exemplar import exemplar_protocol
+    from labelfree.features.base import compute_features, get_extractor
+
+    out = tmp_path / "run"
+    fit = ["fit", "--data", "synthetic-poses:train", "--out", out, "--method", "hadsell"]
+    assert run_cli([*fit, *FAST[:-2], "1", "--no-progress"], monkeypatch) == 0
+    js = tmp_path / "ex.json"
+    args = ["evaluate", "--model", out, "--data", "synthetic-poses:test", "--features", "hog"]
+    code = run_cli([*args, "--protocol", "exemplar", "--json", js], monkeypatch)
+    assert code == 0, capsys.readouterr().err
+    reps = json.loads(js.read_text())["representations"]
+    assert set(reps) == {"hog", "embedding"}
+    test = load_data("synthetic-poses:test")
+    ext = get_extractor("hog").fit(test)
+    want = exemplar_protocol(
+        compute_features(ext, test), test, compute_features(ext, mirror_images(test)), seed=0
+    )
+    assert reps["hog"]["roc_auc"] == pytest.approx(want["roc_auc"], abs=1e-9)
+    assert 0.5 < reps["embedding"]["roc_auc"] <= 1
+    assert run_cli([*args, "--protocol", "nope"], monkeypatch) == 2

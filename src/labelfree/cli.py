@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from labelfree.data.imageset import DataError
+from labelfree.data.imageset import DataError, ImageSet
 from labelfree.train.loop import CheckpointError
 from labelfree.utils import atomic_save_npy
 
@@ -102,11 +102,18 @@ def _parse_options(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-def print_metrics(representations: dict[str, dict[str, float]], title: str = "") -> None:
-    """The terminal table: the less saturated metrics first (METHODS.md §0)."""
+RETRIEVAL_SHOWN = ("MAP@R", "R-precision", "R@1", "R@10", "NMI", "mAP")
+
+
+def print_metrics(
+    representations: dict[str, dict[str, float]],
+    title: str = "",
+    shown: tuple[str, ...] = RETRIEVAL_SHOWN,
+) -> None:
+    """The terminal table of ``shown`` metrics per representation (retrieval: the less
+    saturated metrics first, METHODS.md §0; object frames: the probe errors)."""
     from labelfree.report.html import metrics_table_rows
 
-    shown = ("MAP@R", "R-precision", "R@1", "R@10", "NMI", "mAP")
     cols, rows = metrics_table_rows(representations, shown)
     table = Table(title=title or None)
     for c in cols:
@@ -225,7 +232,11 @@ def fit(
 
     if dist.rank() != 0:
         return
-    if result:
+    from labelfree.frames.pipeline import FRAME_METRICS, is_frame_method
+
+    if result and is_frame_method(m):
+        print_metrics(result["representations"], f"{eval_set.name} (held out)", FRAME_METRICS)
+    elif result:
         print_metrics(result["representations"], title=f"{eval_set.name} (held out)")
         console.print(f"report: {Path(out) / 'report.html'}")
     console.print(f"model: {Path(out) / 'model.pt'}")
@@ -245,12 +256,27 @@ def evaluate(
         str,
         typer.Option(
             help="none | diffusion: also score every representation re-ranked by diffusion on "
-            "the mutual kNN graph of DATA (manifold ranking), with its cost per query."
+            "the mutual kNN graph of DATA (manifold ranking), with its cost per query. "
+            "roul: re-rank the embedding's top results by a ROUL model's relative orders."
         ),
     ] = "none",
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the metrics here.")
     ] = None,
+    protocol: Annotated[
+        str,
+        typer.Option(
+            help="retrieval (class labels: Recall@K, MAP@R, NMI) | exemplar (frame sequences "
+            "with pose ground truth or exemplar annotations: the Olympic Sports exemplar "
+            "ROC-AUC of seed 001 Ch.3, best of image and mirror)."
+        ),
+    ] = "retrieval",
+    ltp: Annotated[
+        int,
+        typer.Option(
+            help="exemplar protocol: local temporal pooling radius p (seed 001 Eq. 3.9; 0 off)."
+        ),
+    ] = 0,
     image_size: ImageSizeOpt = None,
     data_root: RootOpt = None,
     on_error: OnErrorOpt = "fail",
@@ -264,12 +290,27 @@ def evaluate(
     from labelfree.features.base import compute_features, get_extractor
     from labelfree.methods import load_model
 
-    if rerank not in RERANKERS:
-        raise DataError(f"--rerank {rerank!r}: choose one of {', '.join(RERANKERS)}")
+    if rerank not in (*RERANKERS, "roul"):
+        raise DataError(f"--rerank {rerank!r}: choose one of {', '.join(RERANKERS)}, roul")
     m = load_model(str(_model_path(model)))
     eval_set = _load(
         data, image_size or (m.image_size[0] if m.image_size else None), data_root, on_error
     )
+    from labelfree.frames.pipeline import FRAME_METRICS, evaluate_frames, is_frame_method
+
+    if is_frame_method(m):  # object frames: landmark / flow probes instead of retrieval
+        res = evaluate_frames(m, eval_set, seed=m.seed)
+        print_metrics(res["representations"], eval_set.name, FRAME_METRICS)
+        if json_out is not None:
+            from labelfree.utils import atomic_write_json
+
+            atomic_write_json(json_out, res)
+        return
+    if protocol not in ("retrieval", "exemplar"):
+        raise DataError(f"--protocol {protocol!r}: choose retrieval or exemplar")
+    if protocol == "exemplar":
+        _evaluate_exemplar(m, eval_set, features, ltp, json_out)
+        return
     if eval_set.labels is None:
         raise DataError(f"{eval_set.name}: evaluation needs labels (class sub-folders or a list)")
     ks = recall_ks_for(len(eval_set), eval_set.name)
@@ -283,7 +324,11 @@ def evaluate(
     for name, f in feats.items():
         reps[name] = evaluate_embeddings(f, eval_set.labels, ks=ks)
         settings = reps[name].pop("nmi_settings", settings)
-    if rerank != "none":
+    if rerank == "roul":  # needs the model's order network: the embedding only
+        from labelfree.evaluate.rerank import roul_rerank_metrics
+
+        reps["embedding + roul"] = roul_rerank_metrics(m, eval_set, eval_set.labels, ks=ks)
+    elif rerank != "none":
         for name, f in feats.items():
             reps[f"{name} + {rerank}"] = rerank_metrics(f, eval_set.labels, ks=ks, method=rerank)
     print_metrics(reps, title=f"{eval_set.name}")
@@ -294,6 +339,37 @@ def evaluate(
         from labelfree.utils import atomic_write_json
 
         atomic_write_json(json_out, {"representations": reps, "run": {"nmi_kmeans": settings}})
+
+
+def _evaluate_exemplar(
+    m: Any, eval_set: ImageSet, features: str, ltp: int, json_out: Path | None
+) -> None:
+    """The exemplar ROC-AUC protocol for the model and the initial features, image + mirror."""
+    from labelfree.data.sequences import mirror_images
+    from labelfree.evaluate.exemplar import exemplar_protocol
+    from labelfree.features.base import compute_features, get_extractor
+
+    mirrored = mirror_images(eval_set)
+    reps: dict[str, dict[str, float]] = {}
+    for name in [f for f in features.split(",") if f]:
+        ext = m.extractor if name == m.features else get_extractor(name).fit(eval_set)
+        f, fm = compute_features(ext, eval_set), compute_features(ext, mirrored)
+        reps[name] = exemplar_protocol(f, eval_set, fm, ltp=ltp, seed=m.seed)
+    reps["embedding"] = exemplar_protocol(
+        m.embed(eval_set), eval_set, m.embed(mirrored), ltp=ltp, seed=m.seed
+    )
+    table = Table(title=f"{eval_set.name}: exemplar ROC-AUC" + (f" (LTP p={ltp})" if ltp else ""))
+    cols = ("roc_auc", "roc_auc_best", "roc_auc_image", "n_queries")
+    table.add_column("representation")
+    for c in cols:
+        table.add_column(c, justify="right")
+    for name, r in reps.items():
+        table.add_row(name, *(f"{r[c]:.3f}" if c != "n_queries" else str(r[c]) for c in cols))
+    console.print(table)
+    if json_out is not None:
+        from labelfree.utils import atomic_write_json
+
+        atomic_write_json(json_out, {"representations": reps, "run": {"protocol": "exemplar"}})
 
 
 @app.command()
@@ -383,13 +459,13 @@ def search(
         typer.Option(
             help="none | diffusion: rank by diffusion on the mutual kNN graph of the indexed "
             "images, the query linked in through its nearest items (scores are then diffusion "
-            "scores; the graph is built on the first use and kept in the index folder)."
+            "scores; the graph is built on the first use and kept in the index folder). "
+            "roul: re-order the top results by a ROUL model's relative orders (cosine scores)."
         ),
     ] = "none",
 ) -> None:
     """Top-k most similar indexed images for each query image, with cosine scores."""
     from labelfree.data.decode import decode_image, resize_square
-    from labelfree.data.imageset import ImageSet
     from labelfree.methods import load_model
     from labelfree.search.index import EmbeddingIndex
 
@@ -401,8 +477,13 @@ def search(
     scores, nbrs = idx.search(q_emb, k)
     if rerank == "diffusion":
         scores, nbrs = _diffusion_search(index_dir, q_emb, nbrs, k)
+    elif rerank == "roul":
+        from labelfree.evaluate.rerank import roul_search
+
+        q_set = ImageSet(imgs, name="query", paths=[str(q) for q in query])
+        scores, nbrs = roul_search(m, q_set, q_emb, idx, index_dir / "embeddings.npy", k)
     elif rerank != "none":
-        raise DataError(f"--rerank {rerank!r}: choose none or diffusion")
+        raise DataError(f"--rerank {rerank!r}: choose none, diffusion or roul")
     results = [
         {
             "query": str(q),

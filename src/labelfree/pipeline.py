@@ -56,6 +56,26 @@ def prepare_run_dir(out: str | Path, overwrite: bool = False, resume: bool = Fal
     return out
 
 
+def start_run(
+    method: Any,
+    train: ImageSet,
+    eval_set: ImageSet | None,
+    out: str | Path,
+    overwrite: bool = False,
+    resume: bool = False,
+) -> Path:
+    """Prepare the run folder and write its config.json (method, options, data)."""
+    out = prepare_run_dir(out, overwrite=overwrite, resume=resume)
+    config = {
+        "method": method.name,
+        "params": method.get_params(),
+        "train": {"name": train.name, "n": len(train), "image_size": list(train.image_size)},
+        "eval": None if eval_set is None else {"name": eval_set.name, "n": len(eval_set)},
+    }
+    atomic_write_json(out / RUN_MARKER, config)
+    return out
+
+
 def evaluate_representations(
     method: Method,
     train: ImageSet,
@@ -98,21 +118,18 @@ def fit_run(
 ) -> dict[str, Any]:
     """Fit ``method`` on ``train`` into the run folder ``out`` and, with ``eval_set``, evaluate
     and write metrics.json and the report. Returns the metrics (empty without evaluation)."""
+    from labelfree.frames.pipeline import is_frame_method, run_frames
+
+    if is_frame_method(method):  # pixel-level object frames: landmark / flow probes
+        return run_frames(method, train, out, eval_set, overwrite, resume, report=report)
     # Under torchrun every rank runs this function; rank 0 alone touches the run folder.
     dist.init_from_env(choose_device(method.device))
     if dist.rank() != 0:
         dist.barrier()
         method.fit(train, run_dir=out, resume=resume)
         return {}
-    out = prepare_run_dir(out, overwrite=overwrite, resume=resume)
+    out = start_run(method, train, eval_set, out, overwrite=overwrite, resume=resume)
     dist.barrier()
-    config = {
-        "method": method.name,
-        "params": method.get_params(),
-        "train": {"name": train.name, "n": len(train), "image_size": list(train.image_size)},
-        "eval": None if eval_set is None else {"name": eval_set.name, "n": len(eval_set)},
-    }
-    atomic_write_json(out / "config.json", config)
     t0 = time.perf_counter()
     method.fit(train, run_dir=out, resume=resume)
     fit_seconds = time.perf_counter() - t0

@@ -6,10 +6,16 @@ from typing import Any
 
 from labelfree.data.imageset import DataError
 from labelfree.methods.base import Method, read_model_file
+from labelfree.methods.cliquecnn import CliqueCNN
+from labelfree.methods.frames import FRAME_METHODS, FrameMethod
 from labelfree.methods.hadsell import Hadsell
 from labelfree.methods.mom import MoM
+from labelfree.methods.posets import Posets
+from labelfree.methods.roul import ROUL
 
-_METHODS: dict[str, type[Method]] = {m.name: m for m in (Hadsell, MoM)}
+_METHODS: dict[str, type[Method]] = {m.name: m for m in (Hadsell, MoM, ROUL, CliqueCNN, Posets)}
+# Pixel-level object-frame methods (seed 004): their own fit/save/load, same registry.
+_METHODS.update({m.name: m for m in FRAME_METHODS})  # type: ignore[misc]
 
 
 def available_methods() -> list[str]:
@@ -43,8 +49,12 @@ def load_model(path: str, device: str = "auto") -> Method:
 
 __all__ = [
     "Method",
+    "FrameMethod",
     "Hadsell",
     "MoM",
+    "CliqueCNN",
+    "Posets",
+    "ROUL",
     "available_methods",
     "get_method",
     "get_method_class",

@@ -1,0 +1,1 @@
+"""Pixel-level object frames (seed 004): warps, networks, the run pipeline."""

@@ -1,0 +1,198 @@
+"""CliqueCNN (Bautista, Sanakoyeu, Tikhoncheva, Ommer, NIPS 2016; seed 001 Ch.3; METHODS.md §2).
+
+Round structure (the alternation of seed 001 §3.2, "converges in < 4 rounds"):
+
+1. similarities s_ij = φ_iᵀφ_j on kNN neighbourhoods of the current representation (HOG-LDA
+   g(x) in round 0, the CNN's embedding later), compact cliques by complete-linkage growth and
+   farthest-neighbour merging (:mod:`labelfree.structure.cliques`, §3.2.2);
+2. B batches of r mutually distant cliques from the relaxed Eq. 3.1 solved by CCCP and rounded
+   (:mod:`labelfree.structure.clique_batches`, §3.2.3);
+3. SGD: each step draws one batch of cliques and classifies its samples into their clique
+   (r-way, §3.2.4, Eq. 3.7).
+
+Our choices where the thesis is silent (all exposed as options):
+
+- The r-way classifier is weight-free: a sample's logits are the cosine similarities of its
+  embedding to the batch's clique prototypes (mean embedding of the clique's other members in
+  the batch — leave-one-out, so a sample never sees itself) over a temperature of 0.1. A
+  fixed r-way layer would have to learn a new meaning for each of its r outputs at every step,
+  since every batch holds different cliques; prototypes need no such layer.
+- A batch of cliques can hold more samples than fit a step; a step takes up to
+  ``max(2, batch_size // r)`` random members of each clique. An item in two cliques of the same
+  batch is left out of that batch (its label would be ambiguous). An epoch is
+  ⌈covered items / batch_size⌉ steps, each drawing a random batch of cliques, so an epoch costs
+  about what an epoch of the other methods costs.
+- Cliques grow inside each item's ``k_clique`` = 10 nearest neighbours (threshold: similarity
+  to the 10th), keep ≥ ``min_clique`` = 3 members. B = 100, r = 20 as in seed 001 §3.3.1.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from labelfree.graph.knn import l2_normalize
+from labelfree.methods.base import Method
+from labelfree.structure.clique_batches import clique_means, solve_batches
+from labelfree.structure.cliques import build_cliques
+
+
+def clique_batch_loss(emb: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
+    """r-way classification of each sample into its clique by cosine to leave-one-out clique
+    prototypes (every clique in the batch must have ≥ 2 samples)."""
+    e = F.normalize(emb, dim=1)
+    r = int(labels.max()) + 1
+    onehot = F.one_hot(labels, r).to(e.dtype)
+    sums = onehot.T @ e  # (r, d)
+    counts = onehot.sum(0)
+    protos = F.normalize(sums / counts[:, None], dim=1)
+    logits = e @ protos.T
+    own = F.normalize(sums[labels] - e, dim=1)
+    own_logit = (e * own).sum(1)
+    logits = torch.where(onehot.bool(), own_logit[:, None], logits)
+    return F.cross_entropy(logits / temperature, labels)
+
+
+class CliqueCNN(Method):
+    """Classify samples into compact cliques, batch by batch of mutually distant cliques."""
+
+    name = "cliquecnn"
+
+    def __init__(
+        self,
+        *,
+        k_clique: int = 10,
+        min_clique: int = 3,
+        n_batches: int = 100,
+        cliques_per_batch: int = 20,
+        lambda1: float = 1.0,
+        lambda2: float = 1.0,
+        lambda3: float = 100.0,
+        similarity_term: bool = True,
+        cccp_iters: int = 10,
+        temperature: float = 0.1,
+        **common: Any,
+    ) -> None:
+        """Args:
+        k_clique: neighbourhood of clique growth; a clique's threshold is the seed's similarity
+            to its ``k_clique``-th neighbour.
+        min_clique: cliques with fewer members are dropped (their items stay unused).
+        n_batches: B of Eq. 3.1 (100, seed 001 §3.3.1).
+        cliques_per_batch: r of Eq. 3.2 (20).
+        lambda1: weight of the per-batch coverage term Σ_b‖z_bC‖_p^p (0 drops it).
+        lambda2: weight of the total coverage term ‖1ZC‖_p^p (0 drops it).
+        lambda3: weight of the binarisation term ‖Z − 0.5‖²_F (see clique_batches).
+        similarity_term: keep tr(ZS′Zᵀ) − tr(Z diag(S′)Zᵀ) (False drops it, for the ablation).
+        cccp_iters: outer CCCP iterations.
+        temperature: of the cosine-to-prototype clique classifier.
+        """
+        super().__init__(**common)
+        self.k_clique, self.min_clique = k_clique, min_clique
+        self.n_batches, self.cliques_per_batch = n_batches, cliques_per_batch
+        self.lambda1, self.lambda2, self.lambda3 = lambda1, lambda2, lambda3
+        self.similarity_term = similarity_term
+        self.cccp_iters = cccp_iters
+        self.temperature = temperature
+
+    def min_items(self) -> int:
+        return self.k_clique + 2
+
+    def structure(self, reps: np.ndarray, round_idx: int) -> dict[str, Any]:
+        x = l2_normalize(reps)
+        cl = build_cliques(x, self.k_clique, "dot", min_size=self.min_clique)
+        if len(cl) < 2:
+            raise ValueError(
+                f"cliquecnn: only {len(cl)} clique(s) of ≥ {self.min_clique} items; "
+                "raise -o k_clique or lower -o min_clique"
+            )
+        c = cl.assignment()
+        r = min(self.cliques_per_batch, len(cl))
+        rng = np.random.default_rng((self.seed, round_idx, 7))
+        z, trace = solve_batches(
+            c,
+            self.n_batches,
+            r,
+            rng,
+            means=clique_means(x, c),
+            outer=self.cccp_iters,
+            lambda1=self.lambda1,
+            lambda2=self.lambda2,
+            lambda3=self.lambda3,
+            similarity_term=self.similarity_term,
+        )
+        batches = []
+        for row in z:
+            idx_list, lab_list = [], []
+            for j, k in enumerate(np.flatnonzero(row)):
+                idx_list.append(cl.members[k])
+                lab_list.append(np.full(len(cl.members[k]), j))
+            idx, lab = np.concatenate(idx_list), np.concatenate(lab_list)
+            uniq, counts = np.unique(idx, return_counts=True)
+            single = np.isin(idx, uniq[counts == 1])
+            idx, lab = idx[single], lab[single]
+            keep_lab, lab_counts = np.unique(lab, return_counts=True)
+            ok = np.isin(lab, keep_lab[lab_counts >= 2])
+            idx, lab = idx[ok], lab[ok]
+            if len(np.unique(lab)) >= 2:
+                batches.append((idx, np.unique(lab, return_inverse=True)[1]))
+        if not batches:
+            raise ValueError("cliquecnn: no batch holds two cliques; lower -o min_clique")
+        covered = np.unique(np.concatenate([b[0] for b in batches]))
+        return {
+            "batches": batches,
+            "covered": len(covered),
+            "_clique_members": cl.members,
+            "n_cliques": len(cl),
+            "objective": trace,
+        }
+
+    def batches(self, structure: dict[str, Any], rng: np.random.Generator) -> list[dict[str, Any]]:
+        pool = structure["batches"]
+        steps = max(1, math.ceil(structure["covered"] / self.batch_size))
+        per = max(2, self.batch_size // self.cliques_per_batch)
+        out = []
+        for b in rng.integers(0, len(pool), size=steps):
+            idx, lab = pool[b]
+            order = rng.permutation(len(idx))
+            idx, lab = idx[order], lab[order]
+            # The first ``per`` members of each clique after the shuffle.
+            rank = np.zeros(len(lab), dtype=np.int64)
+            srt = np.argsort(lab, kind="stable")
+            starts = np.searchsorted(lab[srt], lab[srt])
+            rank[srt] = np.arange(len(lab)) - starts
+            take = rank < per
+            out.append({"indices": idx[take], "labels": lab[take]})
+        return out
+
+    def batch_loss(
+        self, emb: torch.Tensor, batch: dict[str, Any], structure: dict[str, Any]
+    ) -> torch.Tensor:
+        labels = torch.as_tensor(batch["labels"], device=emb.device)
+        return clique_batch_loss(emb, labels, self.temperature)
+
+    def structure_stats(self, structure: dict[str, Any], labels: np.ndarray) -> dict[str, float]:
+        """Clique purity (same-label share of within-clique pairs, as ``positive_tp_rate``),
+        the share of different-label pairs across cliques of a batch (``negative_tn_rate``),
+        the number of cliques and the items covered by the batches."""
+        same = pairs = 0
+        for m in structure["_clique_members"]:
+            lab = labels[m]
+            counts = np.bincount(lab)
+            same += int((counts * (counts - 1)).sum())
+            pairs += len(m) * (len(m) - 1)
+        diff = cross = 0
+        for idx, lab in structure["batches"]:
+            y = labels[idx]
+            other = lab[:, None] != lab[None, :]
+            cross += int(other.sum())
+            diff += int((other & (y[:, None] != y[None, :])).sum())
+        return {
+            "positive_tp_rate": same / max(pairs, 1),
+            "negative_tn_rate": diff / max(cross, 1),
+            "cliques": float(structure["n_cliques"]),
+            "covered": float(structure["covered"]),
+        }

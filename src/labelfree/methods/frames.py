@@ -1,0 +1,519 @@
+"""Pixel-level object-frame methods on the one training loop (seed 004 Ch.4–7; METHODS.md §6).
+
+- ``fse``: factorized spatial embeddings — K landmark heatmaps, alignment + diversity (Ch.4).
+- ``dense``: dense equivariant labelling — a per-pixel label Φ_u(x) ∈ ℝᴰ, L_log / L_dist (Ch.5).
+- ``dense-sym``: the same with mirror equivariance (reflected first coordinate) and optionally
+  n-fold rotational symmetry by a group-min loss (Ch.6).
+- ``evc``: embedding volume compression — Φ(x) is reconstructed from an auxiliary image of
+  another instance before the dense loss (Ch.7).
+
+A frame method is a :class:`labelfree.train.loop.Stage` whose structure step only lists the
+training items; every batch draws fresh warp pairs ``(x, x′, G)`` (``labelfree.frames.warps``)
+from torch's generator, which the loop re-seeds at every epoch, so runs repeat and resume exactly
+on CPU. On data with exact optical flow (``meta["flow"]``, e.g. ``synthetic-arm``) the pairs are
+consecutive frames instead and G = u + flow(u). The network outputs maps, not a vector, so this
+module has its own fit / save / load next to :class:`labelfree.methods.base.Method`.
+
+Coordinates: probes receive PIXEL coordinates (x = column, y = row, pixel centres at integers);
+cell (i, j) of the stride-2 map is centred on pixel (2j + ½, 2i + ½).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from labelfree.data.imageset import DataError, ImageSet
+from labelfree.frames.nets import ARCHS, STRIDE, FrameNet, build_frame_net
+from labelfree.frames.warps import WarpParams, make_pair
+from labelfree.losses.frames import (
+    alignment_loss,
+    dense_loss,
+    diversity_loss,
+    evc_reconstruct,
+    group_min_dense_loss,
+    mirror_correspondence,
+    reflect_labels,
+    soft_argmax,
+    spatial_softmax,
+)
+from labelfree.train.loop import TrainConfig, train
+from labelfree.utils import KeywordOptions, atomic_torch_save, choose_device, seed_everything
+
+MODEL_FORMAT = "labelfree-model"
+
+
+def cells_to_pixels(c: torch.Tensor | np.ndarray, stride: int = STRIDE):
+    return c * stride + (stride - 1) / 2
+
+
+def pixels_to_cells(p: torch.Tensor | np.ndarray, stride: int = STRIDE):
+    return (p - (stride - 1) / 2) / stride
+
+
+class FrameMethod(KeywordOptions):
+    """Shared fit / points / save / load of the object-frame methods."""
+
+    name: ClassVar[str] = ""
+    start = "scratch"  # frame networks are learnt from scratch (seed 004 throughout)
+
+    def __init__(
+        self,
+        *,
+        arch: str = "simple",
+        width: float = 1.0,
+        epochs: int = 10,
+        batch_size: int = 16,
+        lr: float = 1e-3,
+        weight_decay: float = 5e-4,
+        strength: float = 1.0,
+        pairs: str = "auto",
+        seed: int = 0,
+        device: str = "auto",
+        amp: bool = False,
+        progress: bool = True,
+    ) -> None:
+        """Common options of the frame methods.
+
+        Args:
+            arch: ``landmark`` | ``simple`` | ``dilations`` (``labelfree.frames.nets``).
+            width: multiplies every hidden layer's width (1.0 = published).
+            epochs: passes over the training images (one warp pair per image per epoch).
+            batch_size: pairs per step.
+            lr: Adam learning rate. The thesis uses 1e-4 for long runs; 1e-3 converges within
+                the few epochs a CPU run affords (measured in benchmarks/bench_frames.py).
+            weight_decay: 5e-4 (seed 004 Ch.4 §4.1).
+            strength: multiplies every σ of the random warps (1.0 = released-code defaults).
+            pairs: ``warp`` (synthetic TPS pairs), ``flow`` (consecutive frames with exact flow
+                in ``meta["flow"]``), ``auto`` (flow when the data has it).
+            amp: bf16 autocast on CUDA.
+        """
+        if arch not in ARCHS:
+            raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
+        if pairs not in ("auto", "warp", "flow"):
+            raise ValueError(f"unknown pairs {pairs!r}; choose auto, warp or flow")
+        self.arch, self.width, self.epochs, self.batch_size = arch, width, epochs, batch_size
+        self.lr, self.weight_decay, self.strength, self.pairs = lr, weight_decay, strength, pairs
+        self.seed, self.device, self.amp, self.progress = seed, device, amp, progress
+        self.net: FrameNet | None = None
+        self.image_size: tuple[int, int] | None = None
+        self.history: list[dict[str, Any]] = []
+        self._pair: dict[str, Any] = {}
+
+    # ---- what a method defines -----------------------------------------------------------------
+    def out_channels(self) -> int:
+        raise NotImplementedError  # abstractmethod
+
+    def pair_loss(
+        self, phi: torch.Tensor, phi2: torch.Tensor, pair: dict[str, Any]
+    ) -> torch.Tensor:
+        raise NotImplementedError  # abstractmethod
+
+    def points(self, images: ImageSet) -> np.ndarray:
+        """(N, P, 2) points in pixel coordinates that the landmark probe regresses from."""
+        raise NotImplementedError  # abstractmethod
+
+    def _finalize(self, images: ImageSet) -> None:
+        """Label-free post-processing after training (dense: the reference label vectors)."""
+
+    def min_items(self) -> int:
+        return 2
+
+    # ---- the Stage hooks -----------------------------------------------------------------------
+    def structure(self, reps: np.ndarray, round_idx: int) -> dict[str, Any]:
+        """Nothing to mine: the items that can start a pair (all images, or frames with a
+        successor in flow mode). The warps themselves are drawn per batch."""
+        return {"items": self._items}
+
+    def batches(self, structure: dict[str, Any], rng: np.random.Generator) -> list[dict[str, Any]]:
+        items = rng.permutation(structure["items"])
+        bs = self.batch_size
+        out = [{"indices": items[s : s + bs]} for s in range(0, len(items), bs)]
+        if len(out) > 1 and len(out[-1]["indices"]) < 2:
+            out.pop()  # batch norm needs two items
+        return out
+
+    def batch_loss(
+        self, emb: torch.Tensor, batch: dict[str, Any], structure: dict[str, Any]
+    ) -> torch.Tensor:
+        phi, phi2 = emb.chunk(2)
+        return self.pair_loss(phi, phi2, self._pair)
+
+    # ---- pairs ---------------------------------------------------------------------------------
+    def _use_flow(self, images: ImageSet) -> bool:
+        if self.pairs == "flow" and "flow" not in images.meta:
+            raise DataError(f"{images.name}: pairs=flow needs meta['flow'] (e.g. synthetic-arm)")
+        return self.pairs == "flow" or (self.pairs == "auto" and "flow" in images.meta)
+
+    def _flow_successors(self, images: ImageSet) -> np.ndarray:
+        """Index of frame t+1 of the same video for each frame (−1: none)."""
+        video = np.asarray(images.meta["video"])
+        frame = np.asarray(images.meta["frame"])
+        lookup = {(int(v), int(f)): i for i, (v, f) in enumerate(zip(video, frame, strict=True))}
+        return np.array(
+            [lookup.get((int(v), int(f) + 1), -1) for v, f in zip(video, frame, strict=True)]
+        )
+
+    def _warp_inputs(self, images: ImageSet, idx: np.ndarray, device) -> torch.Tensor:
+        src = images.tensor(np.asarray(idx)).to(device)
+        pair = make_pair(src, WarpParams(strength=self.strength))
+        h, w = src.shape[-2:]
+        G = pixels_to_cells(pair.field(STRIDE))  # (B, hw, 2) in cells of x′'s map
+        hm, wm = h // STRIDE, w // STRIDE
+        inside = (
+            (G[..., 0] >= -0.5)
+            & (G[..., 0] <= wm - 0.5)
+            & (G[..., 1] >= -0.5)
+            & (G[..., 1] <= hm - 0.5)
+        )
+        valid = pair.valid[:, ::STRIDE, ::STRIDE].reshape(len(idx), -1) & inside
+        self._pair = {"G": G, "mask": valid, "map_size": (hm, wm)}
+        return torch.cat([pair.x, pair.x2])
+
+    def _flow_inputs(self, images: ImageSet, idx: np.ndarray, device) -> torch.Tensor:
+        idx = np.asarray(idx)
+        nxt = self._succ[idx]
+        x = images.tensor(idx).to(device)
+        x2 = images.tensor(nxt).to(device)
+        h, w = x.shape[-2:]
+        hm, wm = h // STRIDE, w // STRIDE
+        flow = torch.from_numpy(np.asarray(images.meta["flow"][idx], dtype=np.float32)).to(device)
+        sub = flow[:, ::STRIDE, ::STRIDE].reshape(len(idx), -1, 2)  # flow at cell corner pixels
+        ys, xs = torch.meshgrid(
+            torch.arange(hm, device=device), torch.arange(wm, device=device), indexing="ij"
+        )
+        corner = torch.stack([xs.reshape(-1), ys.reshape(-1)], -1).float() * STRIDE
+        # G(centre) ≈ centre + flow(corner): exact for the locally constant flow of rigid parts
+        G = pixels_to_cells(corner + (STRIDE - 1) / 2 + sub)
+        mask = torch.isfinite(sub).all(-1)
+        if "mask" in images.meta:
+            fg = torch.from_numpy(np.asarray(images.meta["mask"][idx])).to(device)
+            mask &= fg[:, ::STRIDE, ::STRIDE].reshape(len(idx), -1)
+        G = torch.nan_to_num(G, nan=0.0)
+        self._pair = {"G": G, "mask": mask, "map_size": (hm, wm)}
+        return torch.cat([x, x2])
+
+    # ---- fit -----------------------------------------------------------------------------------
+    def _build(self, images: ImageSet) -> torch.device:
+        seed_everything(self.seed)
+        device = choose_device(self.device)
+        self.image_size = images.image_size
+        self.net = FrameNet(self.arch, self.out_channels(), self.width).to(device)
+        return device
+
+    def init_untrained(self, images: ImageSet) -> FrameMethod:
+        """A randomly initialised network with the same options (the probes' baseline)."""
+        self._build(images)
+        self.net.eval()
+        self._finalize(images)
+        return self
+
+    def fit(
+        self,
+        images: ImageSet,
+        run_dir: str | Path | None = None,
+        resume: bool = False,
+        on_epoch_end: Any = None,
+    ) -> FrameMethod:
+        """Train on the unlabeled ``images`` from warp (or flow) pairs."""
+        if len(images) < self.min_items():
+            raise DataError(f"{images.name}: {len(images)} images; {self.name} needs at least 2")
+        device = self._build(images)
+        if self._use_flow(images):
+            self._succ = self._flow_successors(images)
+            self._items = np.flatnonzero(self._succ >= 0)
+            if len(self._items) < 2:
+                raise DataError(f"{images.name}: fewer than two frames with a successor")
+
+            def inputs(idx: np.ndarray, augment: bool) -> torch.Tensor:
+                return self._flow_inputs(images, idx, device)
+
+        else:
+            self._items = np.arange(len(images))
+
+            def inputs(idx: np.ndarray, augment: bool) -> torch.Tensor:
+                return self._warp_inputs(images, idx, device)
+
+        cfg = TrainConfig(
+            epochs=self.epochs,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            seed=self.seed,
+            device=self.device,
+            amp=self.amp,
+            progress=self.progress,
+            desc=self.name,
+        )
+        self.history += train(
+            self.net,
+            self,
+            inputs,
+            np.zeros((len(images), 1), np.float32),
+            lambda: np.zeros((len(images), 1), np.float32),
+            cfg,
+            run_dir=run_dir,
+            resume=resume,
+            on_epoch_end=on_epoch_end,
+        )
+        self.net.eval()
+        self._finalize(images)
+        return self
+
+    # ---- inference -----------------------------------------------------------------------------
+    def _require_fitted(self) -> None:
+        if self.net is None:
+            raise RuntimeError(f"method {self.name!r} is not fitted: call fit() or load a model")
+
+    @torch.no_grad()
+    def maps(self, images: ImageSet, batch_size: int = 64) -> torch.Tensor:
+        """Raw network output (N, C, H/2, W/2) on the CPU."""
+        self._require_fitted()
+        self.net.eval()
+        device = next(self.net.parameters()).device
+        out = []
+        for s in range(0, len(images), batch_size):
+            x = images.tensor(slice(s, s + batch_size)).to(device)
+            if self.image_size is not None and tuple(x.shape[-2:]) != tuple(self.image_size):
+                raise DataError(
+                    f"{images.name}: images are {tuple(x.shape[-2:])}, the model was trained on "
+                    f"{tuple(self.image_size)}; pass --image-size {self.image_size[0]}"
+                )
+            out.append(self.net(x).float().cpu())
+        return torch.cat(out)
+
+    def dense_map(self, images: ImageSet) -> np.ndarray:
+        """(N, C, H, W) per-pixel descriptors at the input resolution (bilinear upsampling of the
+        stride-2 map, whose cell centres sit on pixel (2j + ½, 2i + ½)), for matching probes."""
+        m = self.maps(images)
+        return F.interpolate(m, scale_factor=STRIDE, mode="bilinear", align_corners=False).numpy()
+
+    # ---- save / load ---------------------------------------------------------------------------
+    def _extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def _load_extra(self, state: dict[str, Any]) -> None:
+        pass
+
+    def save(self, path: str | Path) -> None:
+        self._require_fitted()
+        atomic_torch_save(
+            {
+                "format": MODEL_FORMAT,
+                "version": 1,
+                "method": self.name,
+                "kind": "frames",
+                "params": self.get_params(),
+                "net_config": self.net.config(),
+                "net_state": {k: v.cpu() for k, v in self.net.state_dict().items()},
+                "image_size": self.image_size,
+                "history": self.history,
+                "extra": self._extra_state(),
+            },
+            path,
+        )
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "auto") -> FrameMethod:
+        from labelfree.methods.base import read_model_file
+
+        state = read_model_file(path)
+        if cls.name and state["method"] != cls.name:
+            raise DataError(f"{path}: model was written by {state['method']!r}, not {cls.name!r}")
+        params = {k: v for k, v in state["params"].items() if k in cls.option_names()}
+        m = cls(**params)
+        net = build_frame_net(state["net_config"])
+        net.load_state_dict(state["net_state"])
+        m.net = net.to(choose_device(device)).eval()
+        m.image_size = tuple(state["image_size"]) if state["image_size"] else None
+        m.history = state.get("history", [])
+        m._load_extra(state.get("extra", {}))
+        return m
+
+
+class FSE(FrameMethod):
+    """Unsupervised landmarks by factorized spatial embeddings (seed 004 Ch.4 eqs. 6, 8'', 9)."""
+
+    name = "fse"
+
+    def __init__(self, *, k: int = 10, gamma: float = 500.0, pool: int = 4, **common: Any):
+        """Args:
+        k: number of landmarks K (heatmaps).
+        gamma: weight γ of the diversity loss (500, Ch.4 §4.1).
+        pool: m of the m×m sum pooling in the diversity loss (not given in the thesis; 4 map
+            cells = 8 input pixels, so K = 30 landmarks fit on a 32×32 map).
+        """
+        common.setdefault("arch", "landmark")
+        super().__init__(**common)
+        self.k, self.gamma, self.pool = k, gamma, pool
+
+    def out_channels(self) -> int:
+        return self.k
+
+    def pair_loss(
+        self, phi: torch.Tensor, phi2: torch.Tensor, pair: dict[str, Any]
+    ) -> torch.Tensor:
+        p, p2 = spatial_softmax(phi), spatial_softmax(phi2)
+        scale = phi.shape[-1] / 2  # distances in the image's normalised [−1, 1] units
+        align = alignment_loss(p, p2, pair["G"], scale=scale)
+        div = diversity_loss(p, self.pool) + diversity_loss(p2, self.pool)
+        return align + self.gamma * div
+
+    def points(self, images: ImageSet) -> np.ndarray:
+        """The K soft-argmax landmarks u*_r, in pixel coordinates."""
+        return cells_to_pixels(soft_argmax(spatial_softmax(self.maps(images)))).numpy()
+
+
+class Dense(FrameMethod):
+    """Dense equivariant labelling Φ_u(x) ∈ ℝᴰ (seed 004 Ch.5 eqs. 4–5; METHODS.md §6.2)."""
+
+    name = "dense"
+
+    def __init__(
+        self,
+        *,
+        dim: int = 3,
+        loss: str = "dist",
+        gamma: float = 0.5,
+        n_points: int = 30,
+        chunk: int = 1024,
+        **common: Any,
+    ):
+        """Args:
+        dim: label dimension D (3 = the spherical frame of Ch.5).
+        loss: ``dist`` (L_dist) or ``log`` (L_log).
+        gamma: exponent of L_dist (0.5, the better of the thesis's {0.5, 1} in Table 3).
+        n_points: M virtual points for the landmark probe: M reference label vectors found by
+            k-means on confident (top-half norm) pixel labels of 64 training images — label-free,
+            unlike the thesis's vectors learnt at annotated landmarks; each image's point m is
+            the soft-argmax of softmax_v⟨z_m, Φ_v⟩.
+        chunk: rows of the matching matrix built at a time (memory: chunk × h·w per image).
+        """
+        super().__init__(**common)
+        if loss not in ("log", "dist"):
+            raise ValueError(f"unknown loss {loss!r}; choose 'dist' or 'log'")
+        self.dim, self.loss, self.gamma, self.n_points, self.chunk = (
+            dim,
+            loss,
+            gamma,
+            n_points,
+            chunk,
+        )
+        self.refs: torch.Tensor | None = None
+
+    def out_channels(self) -> int:
+        return self.dim
+
+    def _dense(self, phi, phi2, G, mask, reduce=True):
+        return dense_loss(
+            phi, phi2, G, mask, loss=self.loss, gamma=self.gamma, chunk=self.chunk, reduce=reduce
+        )
+
+    def pair_loss(
+        self, phi: torch.Tensor, phi2: torch.Tensor, pair: dict[str, Any]
+    ) -> torch.Tensor:
+        return self._dense(phi, phi2, pair["G"], pair["mask"])
+
+    def _finalize(self, images: ImageSet) -> None:
+        from sklearn.cluster import KMeans
+
+        rng = np.random.default_rng(self.seed)
+        pick = np.sort(rng.permutation(len(images))[:64])
+        m = self.maps(images.subset(pick)).permute(0, 2, 3, 1).reshape(-1, self.dim).numpy()
+        norms = np.linalg.norm(m, axis=1)
+        conf = m[norms >= np.median(norms)]
+        k = min(self.n_points, len(conf))
+        km = KMeans(n_clusters=k, n_init=3, random_state=self.seed).fit(conf)
+        self.refs = torch.from_numpy(km.cluster_centers_.astype(np.float32))
+
+    def points(self, images: ImageSet) -> np.ndarray:
+        """M virtual points: per reference label z_m, the soft-argmax of softmax_v⟨z_m, Φ_v⟩."""
+        phi = self.maps(images)
+        b, d, h, w = phi.shape
+        logits = torch.einsum("md,bdn->bmn", self.refs, phi.reshape(b, d, h * w))
+        prob = logits.softmax(-1).reshape(b, -1, h, w)
+        return cells_to_pixels(soft_argmax(prob)).numpy()
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {"refs": None if self.refs is None else self.refs.cpu()}
+
+    def _load_extra(self, state: dict[str, Any]) -> None:
+        self.refs = state.get("refs")
+
+
+class DenseSym(Dense):
+    """Symmetric object frames (seed 004 Ch.6; METHODS.md §6.3).
+
+    With probability ``mirror_prob`` x′ is mirrored and the first label coordinate of Φ(x) is
+    reflected; the dense loss then uses G composed with the mirror. With ``rot_sym`` = n > 1 the
+    loss is the minimum over the n rotations of the first two label coordinates.
+    """
+
+    name = "dense-sym"
+
+    def __init__(self, *, mirror_prob: float = 0.5, rot_sym: int = 1, **common: Any):
+        """Args:
+        mirror_prob: probability of mirroring x′ in a pair (½, Ch.6).
+        rot_sym: n of an n-fold rotational symmetry handled by the group-min loss (1: none).
+        """
+        super().__init__(**common)
+        self.mirror_prob, self.rot_sym = mirror_prob, rot_sym
+
+    def _warp_inputs(self, images, idx, device):
+        xx = super()._warp_inputs(images, idx, device)
+        x, x2 = xx.chunk(2)
+        flip = torch.rand(len(x), device=x.device) < self.mirror_prob
+        x2 = torch.where(flip[:, None, None, None], x2.flip(-1), x2)
+        G = self._pair["G"]
+        wm = self._pair["map_size"][1]
+        self._pair["G"] = torch.where(flip[:, None, None], mirror_correspondence(G, wm), G)
+        self._pair["flip"] = flip
+        return torch.cat([x, x2])
+
+    def pair_loss(
+        self, phi: torch.Tensor, phi2: torch.Tensor, pair: dict[str, Any]
+    ) -> torch.Tensor:
+        flip = pair.get("flip")
+        if flip is not None:
+            phi = torch.where(flip[:, None, None, None], reflect_labels(phi), phi)
+        if self.rot_sym > 1:
+            return group_min_dense_loss(
+                phi, phi2, pair["G"], self.rot_sym, mask=pair["mask"], loss=self.loss,
+                gamma=self.gamma, chunk=self.chunk,
+            )  # fmt: skip
+        return self._dense(phi, phi2, pair["G"], pair["mask"])
+
+
+class EVC(Dense):
+    """Embedding volume compression (seed 004 Ch.7 eq. 3; METHODS.md §6.4).
+
+    Φ̂_u(x) = Σ_v softmax_v⟨Φ_u(x), Φ_v(x_α)⟩ Φ_v(x_α) with x_α the next ``n_aux`` images of the
+    batch (other instances), then the dense loss between Φ̂(x) and Φ(x′).
+    """
+
+    name = "evc"
+
+    def __init__(self, *, n_aux: int = 1, **common: Any):
+        """Args:
+        n_aux: auxiliary images per pair (1; a set of 5 is the grouped attention of Ch.7 §3.3).
+        """
+        common.setdefault("dim", 16)
+        super().__init__(**common)
+        self.n_aux = n_aux
+
+    def pair_loss(
+        self, phi: torch.Tensor, phi2: torch.Tensor, pair: dict[str, Any]
+    ) -> torch.Tensor:
+        b = phi.shape[0]
+        s = min(self.n_aux, b - 1)
+        if s < 1:
+            return self._dense(phi, phi2, pair["G"], pair["mask"])
+        aux = torch.stack([phi.roll(-(j + 1), 0) for j in range(s)], 1)
+        phi_hat = evc_reconstruct(phi, aux if s > 1 else aux[:, 0], chunk=self.chunk)
+        return self._dense(phi_hat, phi2, pair["G"], pair["mask"])
+
+
+FRAME_METHODS: tuple[type[FrameMethod], ...] = (FSE, Dense, DenseSym, EVC)

@@ -1,0 +1,276 @@
+"""Posets (Bautista, Sanakoyeu, Ommer, CVPR 2017; seed 000 §3; METHODS.md §3).
+
+1. Grouping (round 0, on HOG-LDA g(x)): s_ij = exp(−‖φ_i − φ_j‖); each item with its top-5 %
+   neighbours such that all are mutually similar; overlapping groups merged agglomeratively with
+   the half-intra rule — the clique machinery of :mod:`labelfree.structure.cliques` with the
+   ``expdist`` similarity. Labels y ∈ {−1, 0..C−1}, −1 = unassigned.
+2. Medoid of each class in the current representation; for every unassigned x_i its Z nearest
+   medoids r_i^z; the poset P_c = unassigned samples attached to class c.
+3. Loss L₁ + λL₂ (Eq. 2–4, :mod:`labelfree.losses.poset`) on mini-batches of unassigned samples
+   plus every class whose poset holds them (medoid + a few members).
+4. Later rounds (block-coordinate descent, seed 000 §3.3): y = argmax G(X; φ, y) with
+   G = Σ_c Σ_{i∈c} [Σ_{j∈c} exp(−‖φ_i − φ_j‖)] / |c|², y a relaxed one-hot (softmax) optimised
+   by gradient ascent, every class keeping > t samples; then medoids and posets are recomputed
+   on the current embedding and θ trained again.
+
+Defaults the paper leaves open (our choices, all exposed):
+
+- ``n_nearest`` Z = 2 (METHODS.md: Z ≥ 2; Z = 1 reduces L₂ to cross-entropy on distances).
+- λ = 1 (both terms per-sample means of comparable size).
+- σ: "the standard deviation of the current assignment of samples to surrogate classes" —
+  read as the standard deviation of the distances ‖φ(x_i) − φ(r_{y_i})‖ of the batch's assigned
+  samples to their own representative, taken from the batch (detached) so it follows the
+  network's scale, floored at ``sigma_min`` = 0.05.
+- γ = 0 (no margin) unless set; the paper gives no value.
+- t = ``min_class`` = 4: the grouping keeps classes of ≥ t items and the G step dissolves
+  (labels −1) any class that falls below.
+- The neighbourhood is the top ``top_frac`` = 5 % but at most ``max_neighbourhood`` = 64 items
+  (growth costs O(k²) per item).
+- The relaxed G step: 100 Adam steps (lr 0.1) on softmax logits started at 5·one-hot(y), G's
+  inner sums restricted to the 10-NN graph plus the diagonal (N×N never formed), penalty
+  10·Σ_c relu(t + 1 − |c|)² for the size bound; y is dense over the assigned items × classes.
+- L₁'s logits are cosines to the class representatives over temperature 0.1 (no fixed output
+  layer; see :mod:`labelfree.losses.poset`). A batch holds ``batch_size // 2`` unassigned
+  samples, the medoid and up to ``per_class`` = 3 members of each class their posets name, and
+  further random classes until ``batch_size`` items; an epoch is ⌈N / batch_size⌉ batches.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from labelfree.graph.knn import knn, l2_normalize
+from labelfree.losses.poset import posets_objective
+from labelfree.methods.base import Method
+from labelfree.structure.cliques import build_cliques
+
+
+def medoids(x: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Index of each class's medoid: argmin_i Σ_j ‖x_i − x_j‖ over the class members."""
+    out = np.empty(n_classes, dtype=np.int64)
+    for c in range(n_classes):
+        m = np.flatnonzero(y == c)
+        xm = x[m]
+        d = np.sqrt(np.maximum(((xm[:, None, :] - xm[None, :, :]) ** 2).sum(-1), 0.0))
+        out[c] = m[int(d.sum(1).argmin())]
+    return out
+
+
+def refine_assignments(
+    x: np.ndarray,
+    y: np.ndarray,
+    min_class: int,
+    steps: int = 100,
+    k: int = 10,
+    seed: int = 0,
+) -> np.ndarray:
+    """One y-step of the joint optimisation: maximise the relaxed G over the assigned items."""
+    a = np.flatnonzero(y >= 0)
+    if len(a) <= k + 1:
+        return y.copy()
+    classes, ya = np.unique(y[a], return_inverse=True)
+    xa = l2_normalize(x[a])
+    sims, nn = knn(xa, k)
+    s = np.exp(-np.sqrt(np.maximum(2.0 - 2.0 * sims, 0.0)))
+    torch.manual_seed(seed)
+    rows = torch.as_tensor(np.repeat(np.arange(len(a)), k))
+    cols = torch.as_tensor(nn.ravel())
+    w = torch.as_tensor(s.ravel(), dtype=torch.float32)
+    logits = (5.0 * torch.nn.functional.one_hot(torch.as_tensor(ya), len(classes))).float()
+    logits.requires_grad_(True)
+    opt = torch.optim.Adam([logits], lr=0.1)
+    for _ in range(steps):
+        p = torch.softmax(logits, dim=1)
+        inner = (w[:, None] * p[rows] * p[cols]).sum(0) + (p * p).sum(0)  # Σ_ij s_ij y_ic y_jc
+        size = p.sum(0)
+        g = (inner / size.clamp_min(1e-6) ** 2).sum()
+        penalty = 10.0 * torch.relu(min_class + 1 - size).pow(2).sum()
+        loss = -g + penalty
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    new = classes[logits.detach().argmax(1).numpy()]
+    out = np.full_like(y, -1)
+    out[a] = new
+    vals, counts = np.unique(new, return_counts=True)
+    out[np.isin(out, vals[counts < min_class])] = -1
+    return out
+
+
+class Posets(Method):
+    """Surrogate classes plus partially ordered sets of the unassigned samples."""
+
+    name = "posets"
+
+    def __init__(
+        self,
+        *,
+        top_frac: float = 0.05,
+        max_neighbourhood: int = 64,
+        min_class: int = 4,
+        n_nearest: int = 2,
+        lam: float = 1.0,
+        gamma: float = 0.0,
+        sigma_min: float = 0.05,
+        temperature: float = 0.1,
+        per_class: int = 3,
+        g_steps: int = 100,
+        **common: Any,
+    ) -> None:
+        """Args:
+        top_frac: grouping neighbourhood as a fraction of the items (5 %, seed 000 §3.1).
+        max_neighbourhood: cap on that neighbourhood.
+        min_class: t, the fewest items a surrogate class keeps.
+        n_nearest: Z, nearest medoids per unassigned sample (1 = plain cross-entropy on
+            distances).
+        lam: λ of L = L₁ + λL₂.
+        gamma: margin γ of Eq. 4.
+        sigma_min: floor of σ (Eq. 4).
+        temperature: of L₁'s cosine logits.
+        per_class: members of each class in a batch besides its medoid.
+        g_steps: gradient steps of the relaxed assignment update in rounds ≥ 1 (0: keep y).
+        """
+        super().__init__(**common)
+        self.top_frac, self.max_neighbourhood = top_frac, max_neighbourhood
+        self.min_class, self.n_nearest = min_class, n_nearest
+        self.lam, self.gamma, self.sigma_min = lam, gamma, sigma_min
+        self.temperature, self.per_class, self.g_steps = temperature, per_class, g_steps
+        self._y: np.ndarray | None = None
+
+    def min_items(self) -> int:
+        return 2 * self.min_class + 2
+
+    def _group(self, x: np.ndarray) -> np.ndarray:
+        k = min(max(2, math.ceil(self.top_frac * len(x))), self.max_neighbourhood, len(x) - 1)
+        cl = build_cliques(x, k, "expdist", min_size=self.min_class)
+        y = cl.labels(x, "expdist")
+        vals, counts = np.unique(y[y >= 0], return_counts=True)
+        y[np.isin(y, vals[counts < self.min_class])] = -1
+        return y
+
+    def structure(self, reps: np.ndarray, round_idx: int) -> dict[str, Any]:
+        x = l2_normalize(reps)
+        if round_idx == 0 or self._y is None or len(self._y) != len(x):
+            y = self._group(x)
+        elif self.g_steps > 0:
+            y = refine_assignments(x, self._y, self.min_class, self.g_steps, seed=self.seed)
+        else:
+            y = self._y.copy()
+        self._y = y
+        assigned = y >= 0
+        if assigned.sum() == 0 or len(np.unique(y[assigned])) < 2:
+            raise ValueError(
+                "posets: fewer than two surrogate classes; lower -o min_class or raise -o top_frac"
+            )
+        relabel = np.full(len(y), -1, dtype=np.int64)
+        relabel[assigned] = np.unique(y[assigned], return_inverse=True)[1].reshape(-1)
+        y = relabel
+        n_classes = int(y.max()) + 1
+        med = medoids(x, y, n_classes)
+        unassigned = np.flatnonzero(~assigned)
+        zn = min(self.n_nearest, n_classes)
+        if len(unassigned):
+            _, near = knn(x[med], zn, queries=x[unassigned])
+        else:
+            near = np.zeros((0, zn), dtype=np.int64)
+        members = [np.flatnonzero(y == c) for c in range(n_classes)]
+        return {
+            "y": y,
+            "medoids": med,
+            "unassigned": unassigned,
+            "nearest": near.astype(np.int64),
+            "members": members,
+        }
+
+    def batches(self, structure: dict[str, Any], rng: np.random.Generator) -> list[dict[str, Any]]:
+        y, med, members = structure["y"], structure["medoids"], structure["members"]
+        un, near = structure["unassigned"], structure["nearest"]
+        n = len(y)
+        n_batches = max(1, math.ceil(n / self.batch_size))
+        m = self.batch_size // 2 if len(un) else 0
+        order = rng.permutation(len(un))
+        out = []
+        for b in range(n_batches):
+            pick = order[(np.arange(m) + b * m) % max(len(order), 1)] if m else order[:0]
+            pick = np.unique(pick)
+            classes = list(dict.fromkeys(near[pick].ravel().tolist()))
+            size = len(pick) + len(classes) * (1 + self.per_class)
+            for c in rng.permutation(len(med)):
+                if size >= self.batch_size:
+                    break
+                if c not in classes:
+                    classes.append(int(c))
+                    size += 1 + self.per_class
+            classes = np.asarray(classes, dtype=np.int64)
+            mem_idx, mem_t = [], []
+            for j, c in enumerate(classes):
+                others = members[c][members[c] != med[c]]
+                take = rng.permutation(others)[: self.per_class]
+                mem_idx.append(take)
+                mem_t.append(np.full(len(take), j))
+            mem_idx = np.concatenate(mem_idx) if mem_idx else np.zeros(0, dtype=np.int64)
+            mem_t = np.concatenate(mem_t) if mem_t else np.zeros(0, dtype=np.int64)
+            un_idx = un[pick]
+            lookup = np.full(len(med), -1, dtype=np.int64)
+            lookup[classes] = np.arange(len(classes))
+            nearest_cols = lookup[near[pick]]
+            out.append(
+                {
+                    "indices": np.concatenate([med[classes], mem_idx, un_idx]),
+                    "n_reps": len(classes),
+                    "n_members": len(mem_idx),
+                    "targets": mem_t,
+                    "nearest": nearest_cols.reshape(len(pick), -1),
+                }
+            )
+        return out
+
+    def batch_loss(
+        self, emb: torch.Tensor, batch: dict[str, Any], structure: dict[str, Any]
+    ) -> torch.Tensor:
+        c, k = batch["n_reps"], batch["n_members"]
+        reps, assigned, unassigned = emb[:c], emb[c : c + k], emb[c + k :]
+        target = torch.as_tensor(batch["targets"], device=emb.device)
+        nearest = torch.as_tensor(batch["nearest"], device=emb.device)
+        with torch.no_grad():
+            if k >= 2:
+                sigma = (assigned - reps[target]).norm(dim=1).std()
+            else:
+                sigma = torch.tensor(0.5, device=emb.device)
+            sigma = sigma.clamp_min(self.sigma_min)
+        return posets_objective(
+            assigned,
+            target,
+            unassigned,
+            nearest,
+            reps,
+            sigma,
+            lam=self.lam,
+            gamma=self.gamma,
+            temperature=self.temperature,
+        )
+
+    def structure_stats(self, structure: dict[str, Any], labels: np.ndarray) -> dict[str, float]:
+        """Class purity (same-label share of within-class pairs, ``positive_tp_rate``), the
+        share of items assigned, the number of classes, and how often an unassigned item's
+        nearest medoid has its label (``poset_top1``)."""
+        y = structure["y"]
+        same = pairs = 0
+        for m in structure["members"]:
+            counts = np.bincount(labels[m])
+            same += int((counts * (counts - 1)).sum())
+            pairs += len(m) * (len(m) - 1)
+        out = {
+            "positive_tp_rate": same / max(pairs, 1),
+            "assigned": float((y >= 0).mean()),
+            "classes": float(len(structure["members"])),
+        }
+        un = structure["unassigned"]
+        if len(un):
+            top = structure["medoids"][structure["nearest"][:, 0]]
+            out["poset_top1"] = float((labels[top] == labels[un]).mean())
+        return out

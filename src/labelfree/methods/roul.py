@@ -1,0 +1,365 @@
+"""ROUL: relative order analysis and optimisation (Kan et al., CVPR 2021; seed 003, METHODS.md §4).
+
+No public code exists; this is the reference implementation, so every choice the paper leaves
+open is named here and in the option docstrings.
+
+Structure step (§3.1): k-means (faiss) on the current representation (g(x) in round 0, the
+embedding later), cores Ω_m within Δ = ⅓ of the smallest centre distance (Eq. 2), a memory bank
+holding the current embedding of every training item. Batches: groups [A, A_1..A_L, B_1..B_P,
+C_1..C_Q] (anchor, its augmentations — repeated indices, each view augmented independently by
+the loop —, items of A's core, items of other cores) with the order matrix of Eqs. 1, 3, 4
+(:mod:`labelfree.structure.orders`), plus random items in two views each.
+
+Losses of a batch (§3.2-3.3):
+
+- feature network F_γ: MS loss (Eq. 7) of every batch item against the memory bank and the batch
+  itself, + the marginal variance constraint, + ``roc_weight`` · L_ROC (Eq. 5, 8);
+- order network Φ_θ (:class:`labelfree.nets.order_net.OrderNet`): L_O (Eq. 9) +
+  ``moc_weight`` · L_MOC (Eq. 6), i.e. L_ROP.
+
+Cooperative training ("iterative and cooperative", no schedule given): each network is updated
+only by its own loss, with the other network's output as a fixed constraint — L_ROC uses Φ's
+orders detached, Φ and L_MOC see the embeddings detached. ``cooperative="joint"`` (default) makes
+both updates in every step from the same forward pass (a simultaneous block-coordinate step:
+neither loss has a gradient path into the other network, so this equals one F-step and one Φ-step
+taken at the same point); ``"alternate"`` updates F on even steps and Φ on odd steps.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from labelfree.data.imageset import DataError, ImageSet
+from labelfree.losses.orders import (
+    marginal_variance,
+    moc_loss,
+    multi_similarity,
+    order_loss,
+    roc_loss,
+)
+from labelfree.methods.base import Method
+from labelfree.nets.order_net import OrderNet
+from labelfree.structure.orders import (
+    AUG,
+    OTHER_CORE,
+    SAME_CORE,
+    kmeans_cores,
+    order_matrix,
+    sample_groups,
+)
+
+
+class ROUL(Method):
+    """Relative orders from k-means cores, MS + memory bank, mutual ROC/MOC constraints."""
+
+    name = "roul"
+
+    def __init__(
+        self,
+        *,
+        clusters: int = 0,
+        core_fraction: float = 1.0 / 3.0,
+        core_min_share: float = 0.3,
+        kmeans_iters: int = 25,
+        n_aug: int = 2,
+        n_same: int = 3,
+        n_other: int = 3,
+        aug_vs_core: int = 0,
+        random_fraction: float = 0.5,
+        lam_p: float = 2.0,
+        lam_n: float = 40.0,
+        ms_delta: float = 0.5,
+        mining_eps: float = 0.1,
+        var_weight: float = 1.0,
+        roc_weight: float = 0.1,
+        roc_alpha: float = 0.1,
+        roc_form: str = "paper",
+        roc_orders: str = "predicted",
+        moc_weight: float = 1.0,
+        moc_alpha: float = 0.1,
+        order_hidden: int = 128,
+        cooperative: str = "joint",
+        rerank_m: int = 30,
+        rerank_views: int = 2,
+        rerank_lambda: float = 1.0,
+        rerank_alpha: float = 1.0,
+        **common: Any,
+    ) -> None:
+        """Args:
+        clusters: k of the k-means structure step; 0 = one cluster per 60 training items (the
+            paper's 100 clusters for CUB's 5,864 training images, ~59 each).
+        core_fraction: core radius Δ as a fraction of the smallest centre distance (Eq. 2; ⅓).
+        core_min_share: each core is topped up to this share of its cluster, nearest the centre
+            first (0: Eq. 2 alone). Eq. 2 with Δ = ⅓ empties every core in high dimension
+            (0 of 2,500 items on mnist5k HOG-LDA); the 30 % nearest are 98.7 % label-pure there.
+        kmeans_iters: faiss k-means iterations.
+        n_aug: augmentations A_i of each anchor in its comparison set (L; "a small set").
+        n_same: items of the anchor's core per comparison set (the paper gives no number).
+        n_other: items of other cores per comparison set (N = n_aug + n_same + n_other = 8).
+        aug_vs_core: order of an augmentation of A against an item of A's core (the paper gives
+            no rule; 0 = uncertain, 1 = the augmentation is closer).
+        random_fraction: share of each batch filled with random training items in two views
+            (their MS positive is the other view); the paper does not say how items outside
+            the cores enter the feature loss — without them only core items would be trained.
+        lam_p: λ_P of the MS loss (2, Eq. 7).
+        lam_n: λ_N of the MS loss (40, Eq. 7).
+        ms_delta: δ of the MS loss (0.5, Eq. 7).
+        mining_eps: ε of the MS hard-pair mining (0.1, the MS paper); negative: no mining.
+        var_weight: weight of the marginal variance constraint (not given in the paper; 1).
+        roc_weight: weight of L_ROC in the feature loss (0.1, the paper's Fig. 7 optimum; 0 off).
+        roc_alpha: α of L_ROC (0.1, Eq. 5).
+        roc_form: ``paper`` (Eq. 5) or ``hinge`` (zero once distances agree with the orders).
+        roc_orders: ``predicted`` (Φ's Ô, as in the paper) or ``target`` (the structure's O).
+        moc_weight: weight of L_MOC in the order loss (1 = L_ROP = L_MOC + L_O; 0 off).
+        moc_alpha: α of log_α in L_MOC (the paper reuses α = 0.1).
+        order_hidden: hidden width of Φ_θ.
+        cooperative: ``joint`` or ``alternate`` (see the module docstring).
+        rerank_m: re-ranking depth M (top-M results re-ordered; the paper gives no value).
+        rerank_views: L augmentations of the query added at rank 0 in re-ranking.
+        rerank_lambda: λ of the re-ranking energy (Eq. 10; not given in the paper).
+        rerank_alpha: α₁ of the re-ranking energy (Eq. 10; not given in the paper).
+        """
+        super().__init__(**common)
+        if roc_form not in ("paper", "hinge"):
+            raise DataError(f"roc_form {roc_form!r}: choose paper or hinge")
+        if roc_orders not in ("predicted", "target"):
+            raise DataError(f"roc_orders {roc_orders!r}: choose predicted or target")
+        if cooperative not in ("joint", "alternate"):
+            raise DataError(f"cooperative {cooperative!r}: choose joint or alternate")
+        self.clusters = clusters
+        self.core_fraction = core_fraction
+        self.core_min_share = core_min_share
+        self.kmeans_iters = kmeans_iters
+        self.n_aug = n_aug
+        self.n_same = n_same
+        self.n_other = n_other
+        self.aug_vs_core = aug_vs_core
+        self.random_fraction = random_fraction
+        self.lam_p = lam_p
+        self.lam_n = lam_n
+        self.ms_delta = ms_delta
+        self.mining_eps = mining_eps
+        self.var_weight = var_weight
+        self.roc_weight = roc_weight
+        self.roc_alpha = roc_alpha
+        self.roc_form = roc_form
+        self.roc_orders = roc_orders
+        self.moc_weight = moc_weight
+        self.moc_alpha = moc_alpha
+        self.order_hidden = order_hidden
+        self.cooperative = cooperative
+        self.rerank_m = rerank_m
+        self.rerank_views = rerank_views
+        self.rerank_lambda = rerank_lambda
+        self.rerank_alpha = rerank_alpha
+        self.order_net: OrderNet | None = None
+        self._step = 0
+
+    # ---- hooks ------------------------------------------------------------------------------------
+    def min_items(self) -> int:
+        return max(2 * (self.clusters or 2), 8)
+
+    def extra_module(self) -> nn.Module:
+        if self.order_net is None:
+            self.order_net = OrderNet(self.dim, hidden=self.order_hidden)
+        return self.order_net
+
+    def n_clusters(self, n: int) -> int:
+        return self.clusters if self.clusters else max(2, min(n // 4, round(n / 60)))
+
+    def structure(self, reps: np.ndarray, round_idx: int) -> dict[str, Any]:
+        """k-means cores on ``reps`` and a memory bank of the current embedding (§3.1, §3.3)."""
+        k = self.n_clusters(len(reps))
+        out = kmeans_cores(
+            reps,
+            k,
+            self.core_fraction,
+            self.kmeans_iters,
+            seed=self.seed + round_idx,
+            min_share=self.core_min_share,
+        )
+        bank = self.current_embedding() if self._represent_fn is not None else reps
+        out["bank"] = torch.from_numpy(np.ascontiguousarray(bank, dtype=np.float32))
+        out["roles"] = np.array(
+            [AUG] * self.n_aug + [SAME_CORE] * self.n_same + [OTHER_CORE] * self.n_other
+        )
+        out["orders"] = order_matrix(out["roles"], self.aug_vs_core)
+        return out
+
+    def batches(self, structure: dict[str, Any], rng: np.random.Generator) -> list[dict[str, Any]]:
+        """≈ 3 N embedded items per epoch (as the Hadsell triplet baseline), in batches of groups
+        (anchor + comparison set) and random two-view items."""
+        n = len(structure["core"])
+        group = 1 + self.n_aug + self.n_same + self.n_other
+        n_rand = 2 * int(round(self.batch_size * self.random_fraction / 2))
+        n_groups = max(1, (self.batch_size - n_rand) // group)
+        n_batches = max(1, math.ceil(3 * n / self.batch_size))
+        groups, _ = sample_groups(
+            structure["core"], n_groups * n_batches, self.n_aug, self.n_same, self.n_other, rng
+        )
+        out = []
+        for b in range(n_batches):
+            g = groups[b * n_groups : (b + 1) * n_groups]
+            r = np.repeat(rng.integers(0, n, size=n_rand // 2), 2)
+            idx = np.concatenate([g.ravel(), r])
+            out.append(
+                {
+                    "indices": idx,
+                    "groups": np.arange(g.size).reshape(g.shape),
+                    "n_group_items": g.size,
+                }
+            )
+        return out
+
+    # ---- losses -----------------------------------------------------------------------------------
+    def feature_loss(
+        self, emb: torch.Tensor, idx: torch.Tensor, structure: dict[str, Any]
+    ) -> torch.Tensor:
+        """MS loss against the memory bank + the batch (Eq. 7) + marginal variance, mean over items.
+
+        Positives: the other views of the same item (in the batch and its bank entry) and items of
+        the same core; negatives: items of other k-means clusters (same-cluster non-core items are
+        neither: their relation is uncertain).
+        """
+        bank = structure["bank"]
+        core = structure["_core_t"]
+        assign = structure["_assign_t"]
+        n = bank.shape[0]
+        keys = torch.cat([emb, bank])
+        sims = emb @ keys.T
+        c_b, a_b = core[idx], assign[idx]
+        key_idx = torch.cat([idx, torch.arange(n, device=emb.device)])
+        key_core = torch.cat([c_b, core])
+        key_assign = torch.cat([a_b, assign])
+        same = idx[:, None] == key_idx[None, :]
+        self_pair = torch.zeros_like(same)
+        self_pair[:, : len(idx)] = torch.eye(len(idx), dtype=torch.bool, device=emb.device)
+        pos = (same | ((c_b[:, None] == key_core[None, :]) & (c_b[:, None] >= 0))) & ~self_pair
+        neg = a_b[:, None] != key_assign[None, :]
+        eps = self.mining_eps if self.mining_eps >= 0 else None
+        loss, kp, kn = multi_similarity(sims, pos, neg, self.lam_p, self.lam_n, self.ms_delta, eps)
+        out = loss.mean()
+        if self.var_weight:
+            out = out + self.var_weight * marginal_variance(sims, kp, kn).mean()
+        return out
+
+    def batch_loss(
+        self, emb: torch.Tensor, batch: dict[str, Any], structure: dict[str, Any]
+    ) -> torch.Tensor:
+        device = emb.device
+        if "_core_t" not in structure or structure["_core_t"].device != device:
+            structure["_core_t"] = torch.as_tensor(structure["core"], device=device)
+            structure["_assign_t"] = torch.as_tensor(structure["assign"], device=device)
+            structure["bank"] = structure["bank"].to(device)
+        idx = torch.as_tensor(batch["indices"], device=device)
+        emb = F.normalize(emb, dim=1)
+        step = self._step
+        self._step += 1
+        train_f = self.cooperative == "joint" or step % 2 == 0
+        train_o = self.cooperative == "joint" or step % 2 == 1
+        pos = torch.as_tensor(batch["groups"], device=device)
+        ge = emb[pos]  # (G, 1 + N, d)
+        anchor, items = ge[:, 0], ge[:, 1:]
+        dist = (anchor[:, None, :] - items).norm(dim=-1)  # (G, N)
+        target = torch.as_tensor(structure["orders"], device=device, dtype=emb.dtype)
+        target = target.expand(len(pos), -1, -1)
+        phi = self.extra_module()
+        loss = emb.sum() * 0.0
+        if train_f:
+            loss = loss + self.feature_loss(emb, idx, structure)
+            if self.roc_weight:
+                if self.roc_orders == "predicted":
+                    with torch.no_grad():
+                        o = phi(anchor.detach(), items.detach())
+                else:
+                    o = target
+                loss = loss + self.roc_weight * roc_loss(dist, o, self.roc_alpha, self.roc_form)
+        if train_o:
+            pred = phi(anchor.detach(), items.detach())
+            loss = loss + order_loss(pred, target)
+            if self.moc_weight:
+                loss = loss + self.moc_weight * moc_loss(dist.detach(), pred, self.moc_alpha)
+        with torch.no_grad():  # memory bank update: the newest view of each item
+            structure["bank"][idx] = emb.detach().to(structure["bank"].dtype)
+        return loss
+
+    def fit(self, images: ImageSet, *args: Any, **kwargs: Any) -> ROUL:
+        self._step = 0
+        super().fit(images, *args, **kwargs)
+        self.extra_module().eval()
+        return self
+
+    def structure_stats(self, structure: dict[str, Any], labels: np.ndarray) -> dict[str, float]:
+        """Core coverage and purity: P(same label) for two items of one core (the +1 / 0 pairs'
+        premise) and P(different label) for items of two different cores."""
+        core = structure["core"]
+        inc = core >= 0
+        if inc.sum() < 2:
+            return {"core_coverage": float(inc.mean())}
+        cl = np.unique(labels)
+        hist = np.stack(
+            [
+                np.bincount(np.searchsorted(cl, labels[inc & (core == c)]), minlength=len(cl))
+                for c in np.unique(core[inc])
+            ]
+        ).astype(float)
+        sizes = hist.sum(1)
+        same_pairs = (hist * (hist - 1)).sum()
+        all_same_core = (sizes * (sizes - 1)).sum()
+        tot = hist.sum(0)
+        cross_same = (tot**2 - (hist**2).sum(0)).sum()
+        cross_all = sizes.sum() ** 2 - (sizes**2).sum()
+        return {
+            "core_coverage": float(inc.mean()),
+            "n_cores": float(len(sizes)),
+            "positive_tp_rate": float(same_pairs / max(all_same_core, 1)),
+            "negative_tn_rate": float(1 - cross_same / max(cross_all, 1)),
+        }
+
+    # ---- test time ----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def augmented_views(self, images: ImageSet, n_views: int, seed: int = 0) -> np.ndarray:
+        """(n_views, N, dim) embeddings of independently augmented copies of ``images``.
+
+        The feature-head start has no image augmentation: its views are the plain embedding.
+        """
+        self._require_fitted()
+        z = self.embed(images)
+        if n_views == 0:
+            return np.zeros((0, *z.shape), np.float32)
+        if self.start == "feature-head" or self.augment <= 0:
+            return np.repeat(z[None], n_views, axis=0)
+        from labelfree.data.augment import Augment
+
+        net = self.net.eval()
+        device = next(net.parameters()).device
+        size = tuple(self.image_size) if self.image_size else images.image_size
+        flip = images.meta.get("hflip", True) if self.flip is None else self.flip
+        aug = Augment(size, strength=self.augment, flip=flip).to(device)
+        torch.manual_seed(seed)
+        out = np.zeros((n_views, *z.shape), np.float32)
+        for s in range(0, len(images), 512):
+            x = images.tensor(slice(s, s + 512)).to(device)
+            if tuple(x.shape[-2:]) != size:
+                x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+            for v in range(n_views):
+                out[v, s : s + len(x)] = net(aug(x)).float().cpu().numpy()
+        return out
+
+    @torch.no_grad()
+    def predict_orders(self, anchor: np.ndarray, items: np.ndarray, chunk: int = 64) -> np.ndarray:
+        """Φ_θ's orders Ô (Q, N, N) for anchors (Q, d) and their comparison items (Q, N, d)."""
+        phi = self.extra_module().eval()
+        device = next(phi.parameters()).device
+        out = []
+        for s in range(0, len(anchor), chunk):
+            a = torch.from_numpy(np.ascontiguousarray(anchor[s : s + chunk])).to(device)
+            c = torch.from_numpy(np.ascontiguousarray(items[s : s + chunk])).to(device)
+            out.append(phi(a, c).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, items.shape[1], items.shape[1]))

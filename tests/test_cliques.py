@@ -1,0 +1,219 @@
+"""Compact cliques (complete linkage, merge rule) and the CCCP batch selection of CliqueCNN."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy.optimize import minimize
+
+from labelfree.graph.knn import l2_normalize
+from labelfree.structure.clique_batches import (
+    BatchProblem,
+    clique_means,
+    make_psd,
+    project_capped_simplex,
+    round_batches,
+)
+from labelfree.structure.cliques import (
+    build_cliques,
+    grow_cliques,
+    intra_similarity,
+    merge_cliques,
+    pair_similarity,
+)
+
+
+def _mixture(n: int = 400, d: int = 8, centres: int = 12, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    c = rng.normal(size=(centres, d))
+    return (c[rng.integers(0, centres, n)] + 0.6 * rng.normal(size=(n, d))).astype(np.float32)
+
+
+@pytest.mark.parametrize("kind", ["dot", "expdist"])
+def test_every_clique_is_mutually_similar_above_its_threshold(kind):
+    x = _mixture()
+    for merge in (False, True):
+        cl = build_cliques(x, 8, kind, min_size=2, merge=merge)
+        assert len(cl) > 10
+        xn = l2_normalize(x)
+        for m, tau in zip(cl.members, cl.thresholds, strict=True):
+            s = pair_similarity(xn[m], xn[m], kind)
+            off = s[~np.eye(len(m), dtype=bool)]
+            assert off.min() >= tau - 1e-5
+
+
+def test_growth_is_complete_linkage_not_a_chain():
+    # Points on an arc 10 degrees apart: each is most similar to its neighbours on the arc, so
+    # max-similarity growth from the first point would chain along the whole arc.
+    ang = np.deg2rad(np.arange(8) * 10.0)
+    x = np.stack([np.cos(ang), np.sin(ang)], 1).astype(np.float32)
+    cliques, taus = grow_cliques(x, 3, "dot")
+    # seed 0: neighbourhood {1, 2, 3}, threshold cos 30°; 3 is at 30° from 0 but then 1 (10°),
+    # 2 (20°) join first, and 3 is within 30° of each of 0, 1, 2, so all four fit.
+    assert cliques[0].tolist() == [0, 1, 2, 3]
+    assert taus[0] == pytest.approx(np.cos(np.deg2rad(30)), abs=1e-6)
+    # Seed 3's neighbourhood is {2, 4, 1} (or 5), threshold cos 20°: 2 and 4 are 20° apart
+    # (ok) but 1 is 20° from 3 and 30° from 4: complete linkage must refuse 1 once 4 is in.
+    s3 = cliques[3]
+    xn = l2_normalize(x)
+    s = xn[s3] @ xn[s3].T
+    assert s.min() >= taus[3] - 1e-6
+    assert len(s3) < 5
+
+
+def test_merge_rule_holds_and_stops():
+    x = _mixture(300, seed=3)
+    kind = "dot"
+    grown, taus = grow_cliques(x, 10, kind)
+    cl = merge_cliques(x, grown, taus, kind, min_overlap=0.5)
+    assert cl.merges, "expected some merges on a mixture"
+    for ia, ib, iu in cl.merges:
+        assert iu >= 0.5 * 0.5 * (ia + ib) - 1e-9
+    # No two remaining highly overlapping cliques could still be merged under the rule.
+    xn = l2_normalize(x)
+    for i, a in enumerate(cl.members):
+        for j in range(i + 1, len(cl)):
+            b = cl.members[j]
+            shared = len(np.intersect1d(a, b))
+            if len(a) < 2 or len(b) < 2 or shared < 0.5 * min(len(a), len(b)):
+                continue
+            u = np.union1d(a, b)
+            tau = min(cl.thresholds[i], cl.thresholds[j])
+            s = pair_similarity(xn[u], xn[u], kind)
+            linkage_ok = s[~np.eye(len(u), dtype=bool)].min() >= tau
+            half_ok = intra_similarity(xn, u, kind) >= 0.25 * (
+                intra_similarity(xn, a, kind) + intra_similarity(xn, b, kind)
+            )
+            assert not (linkage_ok and half_ok), (i, j)
+
+
+def test_assignment_matrix_and_clique_similarity_factor():
+    x = l2_normalize(_mixture(200, seed=1))
+    cl = build_cliques(x, 6, "dot", min_size=3)
+    c = cl.assignment()
+    assert c.shape == (len(cl), len(x))
+    assert (np.asarray(c.sum(1)).ravel() == [len(m) for m in cl.members]).all()
+    m = clique_means(x, c)
+    # S' = average pairwise sample similarity between cliques = M Mᵀ (dot similarity).
+    for a, b in [(0, 1), (2, 2), (3, len(cl) - 1)]:
+        direct = (x[cl.members[a]] @ x[cl.members[b]].T).mean()
+        assert m[a] @ m[b] == pytest.approx(direct, abs=1e-5)
+
+
+def test_make_psd_clips_negative_eigenvalues():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(6, 6))
+    s = a + a.T
+    p = make_psd(s)
+    w = np.linalg.eigvalsh(p)
+    assert w.min() >= -1e-10
+    # Projection onto the PSD cone: keeps the non-negative part of the spectrum exactly.
+    w0, v0 = np.linalg.eigh(s)
+    assert np.allclose(p, (v0 * np.maximum(w0, 0)) @ v0.T)
+    g = a @ a.T
+    assert np.allclose(make_psd(g), g)
+
+
+def test_capped_simplex_projection_matches_scipy():
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=(4, 7)) * 0.8
+    r = 3
+    z = project_capped_simplex(y, r)
+    for row, zr in zip(y, z, strict=True):
+        res = minimize(
+            lambda v, row=row: ((v - row) ** 2).sum(),
+            np.full(7, r / 7),
+            jac=lambda v, row=row: 2 * (v - row),
+            bounds=[(0, 1)] * 7,
+            constraints=[{"type": "eq", "fun": lambda v: v.sum() - r}],
+            method="SLSQP",
+            options={"ftol": 1e-12, "maxiter": 500},
+        )
+        assert np.allclose(zr, res.x, atol=1e-5)
+    assert np.allclose(z.sum(1), r, atol=1e-9)
+    assert z.min() >= 0 and z.max() <= 1
+
+
+def _tiny_problem(**kw) -> BatchProblem:
+    # 3 cliques over 4 items: {0,1}, {1,2}, {3}
+    c = sp.csr_matrix(np.array([[1, 1, 0, 0], [0, 1, 1, 0], [0, 0, 0, 1]], dtype=float))
+    s = np.array([[2.0, 1.0, 0.0], [1.0, 2.0, 0.5], [0.0, 0.5, 2.0]])
+    return BatchProblem(c, 2, 2, s=s, **kw)
+
+
+def test_objective_equals_hand_computation():
+    prob = _tiny_problem(lambda1=0.7, lambda2=0.3, lambda3=2.0, eps=1e-3)
+    z = np.array([[1.0, 1.0, 0.0], [0.0, 0.5, 0.5]])
+    s = prob.s  # PSD already; divided by mean diag 2 -> [[1, .5, 0], [.5, 1, .25], [0, .25, 1]]
+    assert np.allclose(s, [[1, 0.5, 0], [0.5, 1, 0.25], [0, 0.25, 1]])
+    quad = 1 + 1 + 2 * 0.5 + (0.25 + 0.25 + 2 * 0.25 * 0.25)  # z_b S' z_bᵀ, b = 1, 2
+    diag = 1 + 1 + (0.25 + 0.25)
+
+    def pp(v):
+        return sum((t + 1e-3) ** (1 / 16) - 1e-3 ** (1 / 16) for t in v)
+
+    per = pp([1, 2, 1, 0]) + pp([0, 0.5, 0.5, 0.5])  # z_b C
+    total = pp([1, 2.5, 1.5, 0.5])  # 1ZC
+    binar = 0.25 * 3 + 0.25  # (z - 0.5)^2: row 1 all at the bounds, row 2 only its 0
+    expect = quad - diag - 0.7 * per - 0.3 * total - 2.0 * binar
+    assert prob.objective(z) == pytest.approx(expect, rel=1e-10)
+
+
+@pytest.mark.parametrize("part", ["u", "v"])
+def test_gradients_match_finite_differences(part):
+    prob = _tiny_problem(lambda1=0.7, lambda2=0.3, lambda3=2.0)
+    rng = np.random.default_rng(1)
+    z = rng.uniform(0.2, 0.8, size=(2, 3))
+    f = getattr(prob, part)
+    g = f(z)[1]
+    h = 1e-6
+    for i in range(2):
+        for j in range(3):
+            e = np.zeros_like(z)
+            e[i, j] = h
+            num = (f(z + e)[0] - f(z - e)[0]) / (2 * h)
+            assert g[i, j] == pytest.approx(num, rel=1e-4, abs=1e-6)
+
+
+@pytest.mark.parametrize("dense", [True, False])
+def test_cccp_never_increases_objective_and_meets_row_sums(dense):
+    x = l2_normalize(_mixture(300, seed=2))
+    cl = build_cliques(x, 8, "dot", min_size=3)
+    c = cl.assignment()
+    m = clique_means(x, c)
+    r = 5
+    if dense:
+        # a non-PSD similarity between cliques: CCCP must still decrease after make_psd
+        rng = np.random.default_rng(0)
+        noise = rng.normal(scale=0.2, size=(len(cl), len(cl)))
+        prob = BatchProblem(c, 8, r, s=m @ m.T + noise + noise.T, lambda3=30.0)
+    else:
+        prob = BatchProblem(c, 8, r, means=m, lambda3=30.0)
+    z, hist = prob.cccp(prob.initial(np.random.default_rng(0)), outer=6, inner=8)
+    assert len(hist) >= 2
+    assert all(b <= a + 1e-9 * max(1.0, abs(a)) for a, b in zip(hist, hist[1:], strict=False))
+    assert hist[-1] < hist[0]
+    assert np.allclose(z.sum(1), r, atol=1e-8)
+    assert z.min() >= 0 and z.max() <= 1
+    zb = round_batches(z, r)
+    assert (zb.sum(1) == r).all() and set(np.unique(zb)) <= {0, 1}
+
+
+def test_dropping_terms_changes_the_solution():
+    x = l2_normalize(_mixture(300, seed=4))
+    cl = build_cliques(x, 8, "dot", min_size=3)
+    c = cl.assignment()
+    m = clique_means(x, c)
+
+    def distinct(**kw):
+        prob = BatchProblem(c, 10, 4, means=m, **kw)
+        z, _ = prob.cccp(prob.initial(np.random.default_rng(0)), outer=5, inner=8)
+        zb = round_batches(z, 4)
+        return len(np.unique(zb, axis=0)), int(((zb.sum(0) @ c.toarray()) > 0).sum())
+
+    n_full, cov_full = distinct()
+    n_no_total, cov_no_total = distinct(lambda2=0.0)
+    # seed 001 (iii): without the total-coverage term the batches collapse onto the same cliques
+    assert cov_no_total < cov_full
+    assert n_full >= n_no_total

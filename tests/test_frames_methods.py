@@ -1,0 +1,150 @@
+"""Object-frame methods on the training loop: pairs, fit, points, save/load, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import run_cli
+from labelfree.data import registry
+from labelfree.data.synthetic import arm_sequence, synthetic_faces
+from labelfree.frames.nets import FrameNet
+from labelfree.methods import get_method, load_model
+from labelfree.methods.frames import STRIDE, cells_to_pixels
+
+TINY = dict(epochs=1, width=0.25, batch_size=4, progress=False, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def faces():
+    return synthetic_faces("train", n=12, size=32), synthetic_faces("test", n=10, size=32)
+
+
+def _sample(img: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
+    """Colours (B, 3, P) of images (B, 3, H, W) at map cells (B, P, 2) (bilinear)."""
+    h, w = img.shape[-2:]
+    pix = cells_to_pixels(cells)
+    size = torch.tensor([w, h], dtype=pix.dtype)
+    grid = ((2 * pix + 1) / size - 1)[:, :, None]
+    return F.grid_sample(img, grid, align_corners=False)[..., 0]
+
+
+def test_nets_output_half_resolution():
+    x = torch.rand(2, 3, 32, 32)
+    for arch in ("landmark", "simple", "dilations"):
+        assert FrameNet(arch, 7, width=0.25)(x).shape == (2, 7, 16, 16)
+    with pytest.raises(ValueError, match="unknown frame network"):
+        FrameNet("resnet")
+
+
+@pytest.mark.parametrize("name", ["dense", "dense-sym"])
+def test_warp_pairs_correspond(faces, name):
+    """x at cell u shows what x′ shows at G[u] (mirrored pairs included) wherever masked valid."""
+    train, _ = faces
+    m = (
+        get_method(name, **TINY, mirror_prob=1.0)
+        if name == "dense-sym"
+        else get_method(name, **TINY)
+    )
+    torch.manual_seed(0)
+    xx = m._warp_inputs(train, np.arange(6), torch.device("cpu"))
+    x, x2 = xx.chunk(2)
+    pair = m._pair
+    h, w = x.shape[-2:]
+    ident = torch.stack(
+        torch.meshgrid(torch.arange(h // STRIDE), torch.arange(w // STRIDE), indexing="xy"), -1
+    )
+    cells = ident.reshape(1, -1, 2).float().expand(6, -1, -1)
+    a = _sample(x, cells)
+    b = _sample(x2, pair["G"])
+    err = (a - b).abs().amax(1)[pair["mask"]]
+    assert pair["mask"].float().mean() > 0.5
+    assert err.median() < 0.03 and err.mean() < 0.06
+    if name == "dense-sym":
+        assert pair["flip"].all()
+
+
+def test_flow_pairs_correspond():
+    arm = arm_sequence("train", n_videos=2, frames=4, size=32)
+    m = get_method("dense", **TINY)
+    assert m._use_flow(arm)
+    m._succ = m._flow_successors(arm)
+    assert (m._succ >= 0).sum() == 6
+    idx = np.flatnonzero(m._succ >= 0)
+    xx = m._flow_inputs(arm, idx, torch.device("cpu"))
+    x, x2 = xx.chunk(2)
+    pair = m._pair
+    cells = torch.stack(torch.meshgrid(torch.arange(16), torch.arange(16), indexing="xy"), -1)
+    cells = cells.reshape(1, -1, 2).float().expand(len(idx), -1, -1)
+    a, b = _sample(x, cells), _sample(x2, pair["G"])
+    err = (a - b).abs().amax(1)[pair["mask"]]
+    assert pair["mask"].sum() > 20
+    assert err.median() < 0.05
+
+
+@pytest.mark.parametrize("name", ["fse", "dense", "dense-sym", "evc"])
+def test_fit_points_save_load(faces, tmp_path, name):
+    train, test = faces
+    m = get_method(name, **TINY).fit(train)
+    assert len(m.history) == 1 and np.isfinite(m.history[0]["loss"])
+    pts = m.points(test)
+    p = 10 if name == "fse" else m.n_points
+    assert pts.shape == (len(test), p, 2)
+    assert (pts >= -0.5).all() and (pts <= 31.5).all()
+    dense = m.dense_map(test)
+    assert dense.shape[0] == len(test) and dense.shape[2:] == (32, 32)
+    m.save(tmp_path / "model.pt")
+    m2 = load_model(str(tmp_path / "model.pt"))
+    assert type(m2) is type(m) and m2.get_params() == m.get_params()
+    np.testing.assert_allclose(m2.points(test), pts, atol=1e-5)
+
+
+def test_fse_training_reduces_its_loss(faces):
+    train, _ = faces
+    m = get_method("fse", **{**TINY, "epochs": 4, "batch_size": 6}, k=4, lr=3e-3).fit(train)
+    losses = [h["loss"] for h in m.history]
+    assert losses[-1] < losses[0]
+
+
+def test_unknown_option_and_pairs_errors(faces):
+    from labelfree.data.imageset import DataError
+
+    with pytest.raises(DataError, match="unknown option"):
+        get_method("fse", dim=3)
+    with pytest.raises(DataError, match="flow"):
+        get_method("dense", **TINY, pairs="flow").fit(faces[0])
+
+
+@pytest.mark.slow
+def test_cli_fit_and_evaluate(tmp_path, monkeypatch, capsys):
+    small = {"synthetic-faces": lambda split, size=64: synthetic_faces(split, n=12, size=32)}
+    monkeypatch.setattr(registry, "_SYNTHETIC", {**registry._SYNTHETIC, **small})
+    out = tmp_path / "cli"
+    args = ["fit", "--method", "fse", "--data", "synthetic-faces:train", "--eval"]
+    args += ["synthetic-faces:test", "--out", out, "--epochs", "1", "--no-progress"]
+    args += ["-o", "width=0.25", "-o", "k=3", "--batch-size", "4", "--device", "cpu"]
+    assert run_cli(args, monkeypatch) == 0, capsys.readouterr().err
+    reps = json.loads((out / "metrics.json").read_text())["representations"]
+    assert set(reps) == {"fse", "random-net", "mean-shape"}
+    for k in ("iod_error_all", "iod_error_1", "iod_error_20", "matching_px"):
+        assert np.isfinite(reps["fse"][k]) and np.isfinite(reps["random-net"][k])
+    assert reps["mean-shape"]["iod_error_all"] > 0
+    assert (out / "landmarks.png").exists() and (out / "model.pt").exists()
+    code = run_cli(
+        [
+            "evaluate",
+            "--model",
+            out / "model.pt",
+            "--data",
+            "synthetic-faces:test",
+            "--json",
+            tmp_path / "e.json",
+        ],
+        monkeypatch,
+    )
+    assert code == 0, capsys.readouterr().err
+    assert "fse" in json.loads((tmp_path / "e.json").read_text())["representations"]
