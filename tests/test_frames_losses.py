@@ -81,6 +81,11 @@ def test_diversity_loss_extremes():
     near[:, 1] = 0
     near[:, 1, 1, 1] = 1.0
     assert diversity_loss(near, m=2).item() == pytest.approx(1.0)
+    # a map size not divisible by m: a delta in a partial border window still counts once
+    border = torch.zeros(1, 2, 9, 9)
+    border[0, 0, 8, 8] = 1.0  # alone in the 1×1 corner window
+    border[0, 1, 0, 0] = 1.0
+    assert diversity_loss(border, m=2).item() == pytest.approx(0.0, abs=1e-6)
 
 
 @pytest.mark.parametrize("loss", ["dist", "log"])

@@ -155,3 +155,24 @@ def test_cliquecnn_fit_logs_clique_purity(small_digits):
     assert 0.5 <= rec["structure/positive_tp_rate"] <= 1
     assert 0 < rec["structure/covered"] <= len(small_digits)
     assert m.embed(small_digits).shape == (len(small_digits), 64)
+
+
+def test_posets_batches_when_every_item_is_assigned():
+    """No unassigned samples (no posets): batches hold classes only and the loss is L1 alone."""
+    from labelfree.methods.posets import Posets
+
+    y = np.array([0, 0, 0, 1, 1, 1])
+    structure = {
+        "y": y,
+        "medoids": np.array([1, 4]),
+        "unassigned": np.zeros(0, dtype=np.int64),
+        "nearest": np.zeros((0, 2), dtype=np.int64),
+        "members": [np.flatnonzero(y == c) for c in range(2)],
+    }
+    m = Posets(batch_size=8, per_class=2)
+    batches = m.batches(structure, np.random.default_rng(0))
+    assert batches and all(b["nearest"].shape == (0, 2) for b in batches)
+    b = batches[0]
+    assert set(b["indices"][: b["n_reps"]]) == {1, 4}
+    emb = torch.nn.functional.normalize(torch.randn(len(b["indices"]), 4), dim=1)
+    assert torch.isfinite(m.batch_loss(emb, b, structure))

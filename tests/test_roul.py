@@ -291,6 +291,8 @@ def test_cooperative_training_routes_each_loss_to_its_own_network():
 
     assert grads(0) == (True, False)  # feature step: L_FEN + L_ROC, Φ fixed
     assert grads(1) == (False, True)  # order step: L_O + L_MOC, features fixed
+    # no gradient at all (not zeros): AdamW would otherwise still move the feature network
+    assert feats.grad is None
     m.cooperative = "joint"
     assert grads(0) == (True, True)
     # the memory bank holds the newest view of each batch item

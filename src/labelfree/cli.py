@@ -350,13 +350,15 @@ def _evaluate_exemplar(
     from labelfree.features.base import compute_features, get_extractor
 
     mirrored = mirror_images(eval_set)
+    # The protocol's queries and labelled frames depend on the data only (seed 0), never on the
+    # model, so that two models are scored on the same exemplars.
     reps: dict[str, dict[str, float]] = {}
     for name in [f for f in features.split(",") if f]:
         ext = m.extractor if name == m.features else get_extractor(name).fit(eval_set)
         f, fm = compute_features(ext, eval_set), compute_features(ext, mirrored)
-        reps[name] = exemplar_protocol(f, eval_set, fm, ltp=ltp, seed=m.seed)
+        reps[name] = exemplar_protocol(f, eval_set, fm, ltp=ltp, seed=0)
     reps["embedding"] = exemplar_protocol(
-        m.embed(eval_set), eval_set, m.embed(mirrored), ltp=ltp, seed=m.seed
+        m.embed(eval_set), eval_set, m.embed(mirrored), ltp=ltp, seed=0
     )
     table = Table(title=f"{eval_set.name}: exemplar ROC-AUC" + (f" (LTP p={ltp})" if ltp else ""))
     cols = ("roc_auc", "roc_auc_best", "roc_auc_image", "n_queries")

@@ -155,6 +155,7 @@ def _make(
             "iod": iod,
             "mirror_perm": list(mirror),
             "hflip": False,
+            "per_item": ["landmarks"],  # ImageSet.subset indexes these with the images
             **extra,
         },
     )

@@ -375,6 +375,7 @@ def _make_faces(split: str, n: int, size: int, seed: int) -> ImageSet:
             "identity": (id_of + offset).astype(np.int64),
             "pose": np.stack([expr["yaw"], expr["roll"], expr["scale"]], axis=1).astype(np.float32),
             "hflip": False,
+            "per_item": ["landmarks", "identity", "pose"],  # ImageSet.subset indexes these
         },
     )
 
@@ -565,6 +566,7 @@ def _make_arm(split: str, n_videos: int, frames: int, size: int, seed: int) -> I
             "keypoint_names": list(ARM_KEYPOINT_NAMES),
             "angles": all_angles,
             "hflip": False,
+            "per_item": ["video", "frame", "flow", "mask", "keypoints", "angles"],
         },
     )
 

@@ -37,15 +37,9 @@ def is_frame_method(method: Any) -> bool:
 
 
 def _subset(images: ImageSet, idx: np.ndarray) -> ImageSet:
-    """Subset that also slices per-image meta arrays (ImageSet.subset copies meta as is)."""
-    idx = np.asarray(idx)
-    out = images.subset(idx, name=images.name)
-    n = len(images)
-    out.meta = {
-        k: (v[idx] if isinstance(v, np.ndarray) and v.ndim >= 1 and len(v) == n else v)
-        for k, v in images.meta.items()
-    }
-    return out
+    """Subset keeping the name; the per-image meta arrays (landmarks, flow, ...) follow the
+    images through ``meta["per_item"]`` (see :meth:`ImageSet.subset`)."""
+    return images.subset(np.asarray(idx), name=images.name)
 
 
 def cross_instance_pairs(images: ImageSet, n_pairs: int, seed: int = 0) -> tuple[np.ndarray, ...]:

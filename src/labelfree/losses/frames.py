@@ -80,7 +80,8 @@ def diversity_loss(p: torch.Tensor, m: int = 4) -> torch.Tensor:
     64-px scale) keeps K = 30 landmarks placeable on a 32×32 map.
     """
     k = p.shape[1]
-    pooled = F.avg_pool2d(p, m, stride=m, ceil_mode=True) * (m * m)
+    # A true m×m sum (divisor 1): partial windows at the border must not be scaled up.
+    pooled = F.avg_pool2d(p, m, stride=m, ceil_mode=True, divisor_override=1)
     return (k - pooled.amax(1).flatten(1).sum(-1)).mean()
 
 

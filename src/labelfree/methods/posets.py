@@ -88,7 +88,7 @@ def refine_assignments(
         inner = (w[:, None] * p[rows] * p[cols]).sum(0) + (p * p).sum(0)  # Σ_ij s_ij y_ic y_jc
         size = p.sum(0)
         g = (inner / size.clamp_min(1e-6) ** 2).sum()
-        penalty = 10.0 * torch.relu(min_class + 1 - size).pow(2).sum()
+        penalty = 10.0 * torch.relu(min_class - size).pow(2).sum()  # classes of ≥ t items
         loss = -g + penalty
         opt.zero_grad()
         loss.backward()
@@ -224,7 +224,7 @@ class Posets(Method):
                     "n_reps": len(classes),
                     "n_members": len(mem_idx),
                     "targets": mem_t,
-                    "nearest": nearest_cols.reshape(len(pick), -1),
+                    "nearest": nearest_cols.reshape(len(pick), near.shape[1]),
                 }
             )
         return out

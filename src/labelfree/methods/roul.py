@@ -270,7 +270,10 @@ class ROUL(Method):
         target = torch.as_tensor(structure["orders"], device=device, dtype=emb.dtype)
         target = target.expand(len(pos), -1, -1)
         phi = self.extra_module()
-        loss = emb.sum() * 0.0
+        # Start from a constant: on an order-network-only step (cooperative="alternate") the
+        # feature network then gets no gradient at all (None, not 0), so AdamW leaves its
+        # weights alone instead of moving them by momentum and weight decay.
+        loss = torch.zeros((), device=device)
         if train_f:
             loss = loss + self.feature_loss(emb, idx, structure)
             if self.roc_weight:
@@ -291,6 +294,7 @@ class ROUL(Method):
 
     def fit(self, images: ImageSet, *args: Any, **kwargs: Any) -> ROUL:
         self._step = 0
+        self.order_net = None  # a new fit trains a new order network, like the new feature net
         super().fit(images, *args, **kwargs)
         self.extra_module().eval()
         return self
