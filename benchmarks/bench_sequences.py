@@ -14,9 +14,8 @@ Columns: ``ROC-AUC`` is the area of the mean ROC curve with the authors' per-fra
 of image and mirror (METHODS.md §2's wording; note it is biased upwards — a max of two noisy
 AUCs); ``image`` uses no mirror. ``+ LTP at eval`` / ``g(x) ... + LTP`` rows pool the test
 similarities over ±3 frames (Eq. 3.9, clamp boundary); ``+ LTP in training`` also pools the
-similarities the structure step (cliques and batches) sees from round 1 on (seed 001 §3.2.6),
-through a subclass defined here (:func:`with_training_ltp`), since the methods' structure step
-receives only the representation. The ratio compares ``ROC-AUC`` with HOG-LDA, the paper's baseline
+similarities the structure step (cliques and batches) sees from round 1 on (seed 001 §3.2.6;
+CliqueCNN's ``ltp`` option). The ratio compares ``ROC-AUC`` with HOG-LDA, the paper's baseline
 (Olympic Sports anchors: HOG-LDA 0.62, CliqueCNN 0.83, + LTP 0.84, Posets 0.85).
 
 CliqueCNN / Posets rows run only when ``labelfree.methods`` registers ``cliquecnn`` /
@@ -42,7 +41,7 @@ from labelfree.data.registry import load_data  # noqa: E402
 from labelfree.data.sequences import check_sequences, mirror_images, synthetic_poses  # noqa: E402
 from labelfree.evaluate.exemplar import evaluate_exemplars, make_exemplars  # noqa: E402
 from labelfree.features.base import compute_features, get_extractor  # noqa: E402
-from labelfree.methods import Method, available_methods, get_method_class  # noqa: E402
+from labelfree.methods import available_methods, get_method_class  # noqa: E402
 from labelfree.structure.temporal import DEFAULT_P, ltp_stack  # noqa: E402
 
 MODES = {"ROC-AUC": "annotated", "best-of": "best", "image": "image"}
@@ -52,32 +51,6 @@ METHOD_ROWS: list[tuple[str, str, int]] = [
     ("cliquecnn + LTP in training", "cliquecnn", DEFAULT_P),
     ("posets", "posets", 0),
 ]
-
-
-def with_training_ltp(klass: type[Method], p: int) -> type[Method]:
-    """``klass`` whose structure step sees LTP-pooled similarities (Eq. 3.9) from round 1 on.
-
-    Seed 001 §3.2.6: after a training round, similarities are recomputed from the CNN *with
-    LTP* before cliques and batches are rebuilt. The structure step of CliqueCNN ranks by inner
-    products of L2-normalised rows, and the clamp-boundary stack of
-    :func:`~labelfree.structure.temporal.ltp_stack` has unit rows whose inner products are
-    exactly the pooled similarities, so passing the stack is the same as pooling S. Round 0 (on
-    g(x) = HOG-LDA) is left unpooled, as in the thesis, where LTP acts on the learned φ'.
-    """
-
-    class WithLTP(klass):  # type: ignore[valid-type, misc]
-        def fit(self, images: Any, *args: Any, **kwargs: Any) -> Method:
-            self._ltp_sequences = check_sequences(images)
-            return super().fit(images, *args, **kwargs)
-
-        def structure(self, reps: np.ndarray, round_idx: int) -> dict[str, Any]:
-            if round_idx >= 1:
-                video, frame = self._ltp_sequences
-                reps = ltp_stack(reps, video, frame, p=p)
-            return super().structure(reps, round_idx)
-
-    WithLTP.__name__ = f"{klass.__name__}WithLTP"
-    return WithLTP
 
 
 def mean_std(values: list[float]) -> str:
@@ -162,12 +135,16 @@ def main() -> None:
                 skipped.append(row)
                 continue
             klass = get_method_class(method)
-            if train_ltp:
-                klass = with_training_ltp(klass, train_ltp)
+            extra = {"ltp": train_ltp} if train_ltp else {}
             for s in seeds:
                 t0 = time.perf_counter()
                 m = klass(
-                    start=start, epochs=args.epochs, rounds=args.rounds, seed=s, progress=False
+                    start=start,
+                    epochs=args.epochs,
+                    rounds=args.rounds,
+                    seed=s,
+                    progress=False,
+                    **extra,
                 )
                 m.fit(train)
                 fit_s = time.perf_counter() - t0

@@ -176,3 +176,31 @@ def test_posets_batches_when_every_item_is_assigned():
     assert set(b["indices"][: b["n_reps"]]) == {1, 4}
     emb = torch.nn.functional.normalize(torch.randn(len(b["indices"]), 4), dim=1)
     assert torch.isfinite(m.batch_loss(emb, b, structure))
+
+
+def test_cliquecnn_ltp_groups_on_pooled_similarities_from_round_one():
+    """With ``ltp`` = p, round ≥ 1 cliques are those of the LTP stack (Eq. 3.9); round 0 is not
+    pooled; the option needs frame sequences."""
+    from labelfree.data.imageset import DataError, ImageSet
+    from labelfree.methods.cliquecnn import CliqueCNN
+    from labelfree.structure.temporal import ltp_stack
+
+    rng = np.random.default_rng(0)
+    video, frame = np.repeat(np.arange(4), 15), np.tile(np.arange(15), 4)
+    centres = rng.normal(size=(6, 8))
+    reps = centres[(frame // 3) % 6] + 0.6 * rng.normal(size=(60, 8))
+    opts = {"k_clique": 4, "min_clique": 2, "n_batches": 4, "cliques_per_batch": 3}
+    pooled, plain = CliqueCNN(ltp=2, **opts), CliqueCNN(**opts)
+    pooled._sequences = (video, frame)
+    ref = plain.structure(ltp_stack(reps, video, frame, p=2), 1)
+    got = pooled.structure(reps, 1)
+    assert [sorted(map(list, c)) for c in [got["_clique_members"]]] == [
+        sorted(map(list, c)) for c in [ref["_clique_members"]]
+    ]
+    unpooled = plain.structure(reps, 1)["_clique_members"]
+    assert sorted(map(list, unpooled)) != sorted(map(list, got["_clique_members"]))
+    r0 = pooled.structure(reps, 0)["_clique_members"]
+    assert sorted(map(list, r0)) == sorted(map(list, plain.structure(reps, 0)["_clique_members"]))
+    images = ImageSet(np.zeros((60, 8, 8, 3), np.uint8), name="no-sequences")
+    with pytest.raises(DataError):
+        CliqueCNN(ltp=2, start="feature-head", features="pixels", **opts).fit(images)

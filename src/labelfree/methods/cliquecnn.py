@@ -35,10 +35,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from labelfree.data.imageset import ImageSet
+from labelfree.data.sequences import check_sequences
 from labelfree.graph.knn import l2_normalize
 from labelfree.methods.base import Method
 from labelfree.structure.clique_batches import clique_means, solve_batches
 from labelfree.structure.cliques import build_cliques
+from labelfree.structure.temporal import ltp_stack
 
 
 def clique_batch_loss(emb: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -75,6 +78,7 @@ class CliqueCNN(Method):
         similarity_term: bool = True,
         cccp_iters: int = 10,
         temperature: float = 0.1,
+        ltp: int = 0,
         **common: Any,
     ) -> None:
         """Args:
@@ -89,6 +93,11 @@ class CliqueCNN(Method):
         similarity_term: keep tr(ZS′Zᵀ) − tr(Z diag(S′)Zᵀ) (False drops it, for the ablation).
         cccp_iters: outer CCCP iterations.
         temperature: of the cosine-to-prototype clique classifier.
+        ltp: local temporal pooling radius p for frame sequences (seed 001 Eq. 3.9; the thesis
+            uses 3; 0 = off). From round 1 on, cliques are rebuilt from LTP-pooled CNN
+            similarities ("we alternately train the CNN, perform local temporal pooling on the
+            resulting similarities and recompute cliques and batches", §3.2.6); round 0 runs on
+            g(x) unpooled. Needs ``meta["video"]`` / ``meta["frame"]`` in the training data.
         """
         super().__init__(**common)
         self.k_clique, self.min_clique = k_clique, min_clique
@@ -97,11 +106,21 @@ class CliqueCNN(Method):
         self.similarity_term = similarity_term
         self.cccp_iters = cccp_iters
         self.temperature = temperature
+        self.ltp = ltp
+        self._sequences: tuple[np.ndarray, np.ndarray] | None = None
 
     def min_items(self) -> int:
         return self.k_clique + 2
 
+    def fit(self, images: ImageSet, *args: Any, **kwargs: Any) -> CliqueCNN:
+        self._sequences = check_sequences(images) if self.ltp > 0 else None
+        return super().fit(images, *args, **kwargs)
+
     def structure(self, reps: np.ndarray, round_idx: int) -> dict[str, Any]:
+        if self.ltp > 0 and round_idx >= 1 and self._sequences is not None:
+            # The clamp-boundary stack has unit rows whose inner products are exactly the
+            # pooled similarities, so grouping on it is grouping on the pooled S.
+            reps = ltp_stack(reps, *self._sequences, p=self.ltp)
         x = l2_normalize(reps)
         cl = build_cliques(x, self.k_clique, "dot", min_size=self.min_clique)
         if len(cl) < 2:
