@@ -18,13 +18,14 @@ from bench_quality import main  # noqa: E402
 
 ROWS = [
     ("NN5/random", "mom", {"positives": "euclidean", "negatives": "random"}),
-    ("P+/random", "mom", {"positives": "manifold", "negatives": "random"}),
+    ("P+/random", "mom", {"positives": "manifold", "negatives": "random", "weighted": False}),
     ("NN5/P-", "mom", {"positives": "euclidean", "negatives": "manifold"}),
-    ("P+/P-", "mom", {"positives": "manifold", "negatives": "manifold"}),
-    ("P+/P- weighted", "mom", {"weighted": True}),
+    ("P+/P-", "mom", {"positives": "manifold", "negatives": "manifold", "weighted": False}),
+    ("P+/P- weighted", "mom", {"weighted": True}),  # = the mom defaults
     # P⁺ ranked by f_i / sqrt(d) (random-walk normalisation): purer P⁺ at 50 per class.
-    ("P+/P- deg-norm", "mom", {"degree_normalized": True}),
+    ("P+/P- deg-norm", "mom", {"degree_normalized": True, "weighted": False}),
 ]
+
 
 if __name__ == "__main__":
     main(ROWS, __doc__)

@@ -47,6 +47,11 @@ def test_euclidean_positives_and_weights():
     assert (sw["pos_w"][valid] > 0).all()
     with pytest.raises(ValueError, match="weighted needs manifold positives"):
         get_method("mom", positives="euclidean", weighted=True).structure(x, 0)
+    # defaults: the paper's weighted MoM with manifold positives, unweighted with Euclidean ones
+    sd = get_method("mom", k_graph=8, k_pos=10, k_neg=20).structure(x, 0)
+    np.testing.assert_array_equal(sd["pos_w"], sw["pos_w"])
+    assert "pos_w" not in s
+    assert "pos_w" not in get_method("mom", k_graph=8, weighted=False).structure(x, 0)
 
 
 def test_hard_negative_is_among_the_nearest_pool_members_in_the_current_embedding():

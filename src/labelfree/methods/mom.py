@@ -14,6 +14,8 @@ NN5 / P⁻               ``euclidean``                ``manifold``
 P⁺ / P⁻                ``manifold``                 ``manifold``
 P⁺ / P⁻ weighted       ``manifold`` + ``weighted``  ``manifold``
 =====================  ===========================  =============================
+
+The defaults are the last row, the paper's MoM; the other rows set ``weighted=False``.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ class MoM(Method):
         positives: str = "manifold",
         negatives: str = "manifold",
         nn_pos: int = 5,
-        weighted: bool = False,
+        weighted: bool | None = None,
         hard_negatives: int = 10,
         anchors: str = "all",
         n_anchors: int | None = None,
@@ -80,7 +82,11 @@ class MoM(Method):
         positives: ``manifold`` (P⁺) or ``euclidean`` (the ``nn_pos`` Euclidean neighbours).
         negatives: ``manifold`` (P⁻, hardest in the current embedding) or ``random``
             (uniform among items outside the anchor's positives).
-        weighted: multiply each tuple's loss by the manifold similarity s_m(x^r, x⁺). The raw
+        weighted: multiply each tuple's loss by the manifold similarity s_m(x^r, x⁺) — the
+            paper's final MoM (Table 1's best row, CUB R@1 45.3). Default (None): weighted
+            whenever positives are ``manifold``. Measured on mnist5k 500/class, distilled
+            start, 3 seeds: weighted 0.612 ± 0.010 MAP@R vs unweighted 0.584 ± 0.022
+            (benchmarks/bench_mom.py); on digits 0.602 vs 0.599. The raw
             s_m are tiny ((1 − α) scale), so weights are divided by their mean over all pool
             entries: relative weighting as in the paper, without silently changing the
             learning rate (our choice; the paper does not say).
@@ -106,6 +112,8 @@ class MoM(Method):
         self.k_pos, self.k_neg, self.pool_max = k_pos, k_neg, pool_max
         self.positives, self.negatives, self.nn_pos = positives, negatives, nn_pos
         self.weighted, self.hard_negatives = weighted, hard_negatives
+        # What None resolves to; explicit True with Euclidean positives stays an error.
+        self._weighted = positives == "manifold" if weighted is None else weighted
         self.anchors, self.n_anchors = anchors, n_anchors
         self.degree_normalized = degree_normalized
         self.loss, self.margin = loss, margin
@@ -161,7 +169,7 @@ class MoM(Method):
             keep &= neg.lengths > 0
             out["neg"], out["neg_len"] = neg.members[keep], neg.lengths[keep]
         out["anchors"], out["pos"], out["pos_len"] = anchors[keep], members[keep], lengths[keep]
-        if self.weighted:
+        if self._weighted:
             if w is None:
                 raise ValueError("weighted needs manifold positives (positives='manifold')")
             w = w[keep]
@@ -182,7 +190,7 @@ class MoM(Method):
         plen = structure["pos_len"][order]
         j = (rng.random(len(a)) * plen).astype(np.int64)
         p = structure["pos"][order, j]
-        w = structure["pos_w"][order, j] if self.weighted else None
+        w = structure["pos_w"][order, j] if self._weighted else None
         if self.negatives == "random":
             excluded = np.full((structure["n"], structure["pos"].shape[1]), -1, dtype=np.int64)
             excluded[anchors] = structure["pos"]
