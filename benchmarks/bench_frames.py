@@ -17,11 +17,11 @@ consecutive-frame flow pairs, matching error against the exact flow on held-out 
 dimensions 2, 3, 5, 20 (thesis: 0.97 % of the width with 3-d labels at 90 px).
 
 CPU-sized by default (48 px, networks at half the published width, 2,000 training pairs per
-face method, 1 seed); every figure of a table is from the same run. The faces and arm parts can
+face method, 3 seeds); every figure of a table is from the same run. The faces and arm parts can
 run as two processes (``--part``).
 
     python benchmarks/bench_frames.py [--part faces|arm|all] [--size 48] [--n-train 2000]
-        [--epochs 1] [--width 0.5] [--seed 0]
+        [--epochs 1] [--width 0.5] [--seeds 0,1,2]
 """
 
 from __future__ import annotations
@@ -66,24 +66,30 @@ def lr_transfer(method, images, pairs: int = 0) -> dict[str, float]:
     }
 
 
-def faces(args) -> dict:
+def _ms(values: list[float], digits: int = 2) -> str:
+    """``mean ± std`` over seeds (population std, as in bench_quality)."""
+    return f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}"
+
+
+def faces_one(args, seed: int) -> dict:
+    """Every face row for one seed: the data, the networks and the probes all follow ``seed``."""
     from labelfree.data.synthetic import synthetic_faces
     from labelfree.evaluate.landmarks import mean_shape_error
     from labelfree.frames.pipeline import _probe_all, _subset
     from labelfree.methods import get_method
 
-    train = synthetic_faces("train", n=args.n_train, size=args.size, seed=args.seed)
-    test = synthetic_faces("test", n=args.n_test, size=args.size, seed=args.seed)
+    train = synthetic_faces("train", n=args.n_train, size=args.size, seed=seed)
+    test = synthetic_faces("test", n=args.n_test, size=args.size, seed=seed)
     probe_train = _subset(train, np.arange(min(len(train), 1000)))
     ms = mean_shape_error(probe_train.meta["landmarks"], test.meta["landmarks"], test.meta["iod"])
     out: dict = {"mean_shape": ms, "rows": {}}
-    common = dict(epochs=args.epochs, width=args.width, seed=args.seed, progress=False)
+    common = dict(epochs=args.epochs, width=args.width, seed=seed, progress=False)
     common.update(batch_size=args.batch_size, device="cpu")
     for label, name, opts in FACE_ROWS:
         t0 = time.perf_counter()
         m = get_method(name, **common, **opts).fit(train)
         fit_s = time.perf_counter() - t0
-        reps = _probe_all(m, probe_train, test, args.seed)
+        reps = _probe_all(m, probe_train, test, seed)
         learned, rand = reps[name], reps["random-net"]
         if name.startswith("dense"):
             learned.update(lr_transfer(m, test))
@@ -95,56 +101,61 @@ def faces(args) -> dict:
             "fit_s": fit_s,
             "loss": [h["loss"] for h in m.history],
         }
-        print(f"[faces] {label}: fit {fit_s:.0f}s {json.dumps(learned)}", flush=True)
+        print(f"[faces] seed {seed} {label}: fit {fit_s:.0f}s {json.dumps(learned)}", flush=True)
+    return out
+
+
+def faces(args) -> dict:
+    runs = {seed: faces_one(args, seed) for seed in args.seeds}
+
+    def vals(label: str, which: str, key: str) -> list[float]:
+        return [r["rows"][label][which][key] for r in runs.values()]
+
+    ms = [r["mean_shape"] for r in runs.values()]
     rows = []
-    for label, r in out["rows"].items():
-        a, b = r["learned"], r["random"]
-        rows.append(
-            {
-                "method": label,
-                "% IOD": a["iod_error_all"],
-                "1-shot": a["iod_error_1"],
-                "5-shot": a["iod_error_5"],
-                "10-shot": a["iod_error_10"],
-                "20-shot": a["iod_error_20"],
-                "random net": b["iod_error_all"],
-                "mean shape": ms,
-                "ratio vs random": a["iod_error_all"] / b["iod_error_all"],
-                "ratio vs mean": a["iod_error_all"] / ms,
-                "fit s": r["fit_s"],
-            }
-        )
+    for label, _, _ in FACE_ROWS:
+        err, rnd = vals(label, "learned", "iod_error_all"), vals(label, "random", "iod_error_all")
+        row = {"method": label, "% IOD": _ms(err)}
+        for shots in (1, 5, 10, 20):
+            row[f"{shots}-shot"] = _ms(vals(label, "learned", f"iod_error_{shots}"), 1)
+        row["random net"] = _ms(rnd)
+        row["mean shape"] = _ms(ms)
+        row["ratio vs random"] = float(np.mean(np.divide(err, rnd)))
+        row["ratio vs mean"] = float(np.mean(np.divide(err, ms)))
+        row["fit s"] = round(float(np.mean([r["rows"][label]["fit_s"] for r in runs.values()])))
+        rows.append(row)
     cols = ["method", "% IOD", "1-shot", "5-shot", "10-shot", "20-shot", "random net"]
     cols += ["mean shape", "ratio vs random", "ratio vs mean", "fit s"]
-    print_table(
-        rows, cols, f"Landmark regression, synthetic-faces {args.size}px (% IOD, lower=better)"
-    )
-    mrows = [
-        {
-            "method": label,
-            "matching px": out["rows"][label]["learned"]["matching_px"],
-            "random net px": out["rows"][label]["random"]["matching_px"],
-            "ratio": out["rows"][label]["learned"]["matching_px"]
-            / out["rows"][label]["random"]["matching_px"],
-        }
-        for label in ("dense 16-d", "evc 16-d", "dense 3-d", "fse K=10")
-    ]
+    n = len(runs)
+    print_table(rows, cols, f"Landmark regression, synthetic-faces {args.size}px "
+                f"(% IOD, lower=better; mean ± std over {n} seeds)")  # fmt: skip
+    mrows = []
+    for label in ("dense 16-d", "evc 16-d", "dense 3-d", "fse K=10"):
+        a, b = vals(label, "learned", "matching_px"), vals(label, "random", "matching_px")
+        mrows.append(
+            {
+                "method": label,
+                "matching px": _ms(a),
+                "random net px": _ms(b),
+                "ratio": float(np.mean(np.divide(a, b))),
+            }
+        )
     print_table(mrows, ["method", "matching px", "random net px", "ratio"],
-                "Cross-identity nearest-label matching (px, 200 test pairs of different identities)")  # fmt: skip
+                "Cross-identity nearest-label matching (px, test pairs of different identities; "
+                f"{n} seeds)")  # fmt: skip
     trows = []
     for label in ("dense 3-d", "dense-sym 3-d"):
-        r = out["rows"][label]
         trows.append(
             {
                 "method": label,
-                "eyes px": r["learned"]["lr_eyes_px"],
-                "all px": r["learned"]["lr_all_px"],
-                "random net eyes px": r["random"]["lr_eyes_px"],
+                "eyes px": _ms(vals(label, "learned", "lr_eyes_px")),
+                "all px": _ms(vals(label, "learned", "lr_all_px")),
+                "random net eyes px": _ms(vals(label, "random", "lr_eyes_px")),
             }
         )
     print_table(trows, ["method", "eyes px", "all px", "random net eyes px"],
-                "Left<->right transfer (reflected label matched in the same image, px)")  # fmt: skip
-    return out
+                f"Left<->right transfer (reflected label matched in the same image, px; {n} seeds)")  # fmt: skip
+    return {str(k): v for k, v in runs.items()}
 
 
 def arm(args) -> dict:
@@ -157,28 +168,34 @@ def arm(args) -> dict:
     out: dict = {}
     rows = []
     for d in ARM_DIMS:
-        t0 = time.perf_counter()
-        m = get_method(
-            "dense", dim=d, epochs=args.arm_epochs, width=args.width, seed=args.seed,
-            progress=False, batch_size=args.batch_size, device="cpu", loss="log",
-        ).fit(train)  # fmt: skip
-        fit_s = time.perf_counter() - t0
-        a = probe_flow(m, test, args.seed)
-        b = probe_flow(type(m)(**m.get_params()).init_untrained(train), test, args.seed)
-        out[d] = {"learned": a, "random": b, "fit_s": fit_s}
-        print(f"[arm] dim {d}: fit {fit_s:.0f}s {a} random {b}", flush=True)
+        out[d] = {}
+        for seed in args.seeds:
+            t0 = time.perf_counter()
+            m = get_method(
+                "dense", dim=d, epochs=args.arm_epochs, width=args.width, seed=seed,
+                progress=False, batch_size=args.batch_size, device="cpu", loss="log",
+            ).fit(train)  # fmt: skip
+            fit_s = time.perf_counter() - t0
+            a = probe_flow(m, test, seed)
+            b = probe_flow(type(m)(**m.get_params()).init_untrained(train), test, seed)
+            out[d][seed] = {"learned": a, "random": b, "fit_s": fit_s}
+            print(f"[arm] dim {d} seed {seed}: fit {fit_s:.0f}s {a} random {b}", flush=True)
+        r = list(out[d].values())
+        a = [x["learned"]["flow_matching_pct"] for x in r]
+        b = [x["random"]["flow_matching_pct"] for x in r]
         rows.append(
             {
                 "label dim": d,
-                "error % width": a["flow_matching_pct"],
-                "error px": a["flow_matching_px"],
-                "random net %": b["flow_matching_pct"],
-                "ratio": a["flow_matching_px"] / b["flow_matching_px"],
-                "fit s": fit_s,
+                "error % width": _ms(a),
+                "error px": _ms([x["learned"]["flow_matching_px"] for x in r]),
+                "random net %": _ms(b),
+                "ratio": float(np.mean(np.divide(a, b))),
+                "fit s": round(float(np.mean([x["fit_s"] for x in r]))),
             }
         )
     print_table(rows, ["label dim", "error % width", "error px", "random net %", "ratio", "fit s"],
-                f"Arm: dense matching error vs exact flow ({args.size}px, held-out videos)")  # fmt: skip
+                f"Arm: dense matching error vs exact flow ({args.size}px, held-out videos; "
+                f"{len(args.seeds)} seeds)")  # fmt: skip
     return out
 
 
@@ -194,9 +211,10 @@ def main() -> None:
     ap.add_argument("--arm-videos", type=int, default=20)
     ap.add_argument("--arm-frames", type=int, default=30)
     ap.add_argument("--arm-epochs", type=int, default=3)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (mean ± std)")
     ap.add_argument("--out", default=None, help="also write the results as JSON here")
     args = ap.parse_args()
+    args.seeds = [int(x) for x in str(args.seeds).split(",")]
     print(f"bench_frames: {vars(args)}", flush=True)
     t0 = time.perf_counter()
     res: dict = {"args": vars(args)}
