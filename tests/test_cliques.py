@@ -113,6 +113,29 @@ def test_make_psd_clips_negative_eigenvalues():
     assert np.allclose(make_psd(g), g)
 
 
+def test_capped_simplex_projection_kkt_on_wide_rows_with_ties():
+    """On wide rows (K = 5,000) with many tied values — where a short bisection cannot separate
+    breakpoints — the result is still the projection: Σz = r, and z = clip(y − τ, 0, 1) for one
+    τ per row (the KKT conditions of the projection onto the capped simplex)."""
+    rng = np.random.default_rng(1)
+    y = np.round(rng.normal(scale=0.05, size=(6, 5000)), 3)  # ~100 distinct values per row
+    y[0, :40] = 2.0  # more entries at the cap than r allows
+    y[1] = 0.25  # all tied
+    r = 20
+    z = project_capped_simplex(y, r)
+    assert np.allclose(z.sum(1), r, atol=1e-9)
+    for row, zr in zip(y, z, strict=True):
+        inner = (zr > 1e-12) & (zr < 1 - 1e-12)
+        if inner.any():
+            tau = (row - zr)[inner]
+            assert np.ptp(tau) < 1e-9
+            t = tau.mean()
+        else:
+            t = np.max(row[zr <= 1e-12], initial=-np.inf)
+        assert np.all(row[zr <= 1e-12] <= t + 1e-9)
+        assert np.all(row[zr >= 1 - 1e-12] - 1 >= t - 1e-9)
+
+
 def test_capped_simplex_projection_matches_scipy():
     rng = np.random.default_rng(0)
     y = rng.normal(size=(4, 7)) * 0.8
@@ -210,8 +233,9 @@ def test_dropping_terms_changes_the_solution():
         zb = round_batches(z, 4)
         return len(np.unique(zb, axis=0)), int(((zb.sum(0) @ c.toarray()) > 0).sum())
 
-    n_full, cov_full = distinct()
-    n_no_total, cov_no_total = distinct(lambda2=0.0)
+    # With a per-batch coverage weight as large as the total's (λ₁ = 1, not the 1/B default),
     # seed 001 (iii): without the total-coverage term the batches collapse onto the same cliques
+    n_full, cov_full = distinct(lambda1=1.0)
+    n_no_total, cov_no_total = distinct(lambda1=1.0, lambda2=0.0)
     assert cov_no_total < cov_full
     assert n_full >= n_no_total

@@ -72,7 +72,7 @@ class CliqueCNN(Method):
         min_clique: int = 3,
         n_batches: int = 100,
         cliques_per_batch: int = 20,
-        lambda1: float = 1.0,
+        lambda1: float | None = None,
         lambda2: float = 1.0,
         lambda3: float = 100.0,
         similarity_term: bool = True,
@@ -87,7 +87,8 @@ class CliqueCNN(Method):
         min_clique: cliques with fewer members are dropped (their items stay unused).
         n_batches: B of Eq. 3.1 (100, seed 001 §3.3.1).
         cliques_per_batch: r of Eq. 3.2 (20).
-        lambda1: weight of the per-batch coverage term Σ_b‖z_bC‖_p^p (0 drops it).
+        lambda1: weight of the per-batch coverage term Σ_b‖z_bC‖_p^p (0 drops it; None = 1/B,
+            see clique_batches).
         lambda2: weight of the total coverage term ‖1ZC‖_p^p (0 drops it).
         lambda3: weight of the binarisation term ‖Z − 0.5‖²_F (see clique_batches).
         similarity_term: keep tr(ZS′Zᵀ) − tr(Z diag(S′)Zᵀ) (False drops it, for the ablation).
