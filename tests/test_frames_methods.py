@@ -133,6 +133,11 @@ def test_cli_fit_and_evaluate(tmp_path, monkeypatch, capsys):
         assert np.isfinite(reps["fse"][k]) and np.isfinite(reps["random-net"][k])
     assert reps["mean-shape"]["iod_error_all"] > 0
     assert (out / "landmarks.png").exists() and (out / "model.pt").exists()
+    page = (out / "report.html").read_text()
+    assert "iod_error_all" in page and 'src="landmarks.png"' in page and "MAP@R" not in page
+    # errors: the bold cell of a column is its smallest value
+    best = min(reps[k]["iod_error_all"] for k in reps)
+    assert f"<b>{best:.3f}</b>" in page
     code = run_cli(
         [
             "evaluate",

@@ -202,7 +202,10 @@ def run_frames(
     }
     atomic_write_json(out / "metrics.json", result)
     if report:
+        from labelfree.report.html import write_report
+
         _pictures(method, eval_set, out)
+        write_report(out)
     return result
 
 

@@ -116,12 +116,16 @@ def write_report(run_dir: str | Path) -> Path:
     reps = dict(metrics["representations"])
     if "embedding" in reps:  # name the learned row by its method and start
         reps[f"embedding: {run.get('method', '')} ({run.get('start', '')})"] = reps.pop("embedding")
-    cols, rows = metrics_table_rows(reps)
+    frames = run.get("kind") == "frames"
+    if frames:  # pixel-level errors (% IOD, px): lower is better
+        from labelfree.frames.pipeline import FRAME_METRICS
+
+        cols, rows = metrics_table_rows(reps, FRAME_METRICS)
+    else:
+        cols, rows = metrics_table_rows(reps)
+    pick = min if frames else max
     best = {
-        c: max(
-            (float(r[i + 1]) for r in rows if r[i + 1]),
-            default=None,
-        )
+        c: pick((float(r[i + 1]) for r in rows if r[i + 1]), default=None)
         for i, c in enumerate(cols[1:])
     }
     table = "<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cols) + "</tr>\n"
@@ -131,12 +135,31 @@ def write_report(run_dir: str | Path) -> Path:
             bold = v and best[c] is not None and float(v) == best[c]
             cells.append(f"<td>{'<b>' + v + '</b>' if bold else v}</td>")
         table += "<tr>" + "".join(cells) + "</tr>\n"
-    label = f"{run.get('method', config['method'])} — start: {run.get('start', '?')}"
+    label = f"{run.get('method', config['method'])}" + (
+        "" if frames else f" — start: {run.get('start', '?')}"
+    )
     start_note = {
         "scratch": "from scratch: a CNN with random weights",
         "distill": "pretrained-style start: a CNN first distilled from g(x) without labels",
         "feature-head": "pretrained-style start: an MLP over the cached g(x)",
     }.get(run.get("start", ""), "")
+    if frames:
+        start_note = "object frames learned from synthetic warps, network from random weights"
+        heading = (
+            "Metrics: the learned network beside a randomly initialised one and the mean shape"
+        )
+        note = (
+            "iod_error_*: bias-free linear regression from the learned points to the annotated "
+            "landmarks, % of inter-ocular distance, fitted on all (or 1/5/10/20) probe images; "
+            "matching_px: nearest-label matching across instances; flow_matching: against the "
+            "exact flow. Errors: lower is better, best per column in bold."
+        )
+    else:
+        heading = "Metrics: initial features g(x) beside the learned embedding"
+        note = (
+            "Retrieval is leave-one-out by cosine similarity over the evaluation set. NMI: "
+            f"k-means with {json.dumps(run.get('nmi_kmeans', {}))}. Best value per column in bold."
+        )
     params = "".join(
         f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>"
         for k, v in sorted(config.get("params", {}).items())
@@ -149,7 +172,12 @@ def write_report(run_dir: str | Path) -> Path:
             structure_html += f"<li>{html.escape(r['stage'])} round {r['round']}: {shown}</li>"
     imgs = "".join(
         f'<h2>{title}</h2><img src="{f}" alt="{title}">'
-        for title, f in (("Retrieval", "retrieval.png"), ("Training loss", "loss.png"))
+        for title, f in (
+            ("Retrieval", "retrieval.png"),
+            ("Learned landmarks", "landmarks.png"),
+            ("Embedding colours (first three label dimensions)", "embedding.png"),
+            ("Training loss", "loss.png"),
+        )
         if (run_dir / f).exists()
     )
     page = f"""<!doctype html>
@@ -167,10 +195,9 @@ img {{ max-width: 100%; border: 1px solid #eee; }}
 ({run.get("n_train", "?")} images, labels unused), evaluated on held-out
 <b>{html.escape(str(run.get("eval", "")))}</b> ({run.get("n_eval", "?")} images);
 fit took {run.get("fit_seconds", 0):.1f} s.</p>
-<h2>Metrics: initial features g(x) beside the learned embedding</h2>
+<h2>{html.escape(heading)}</h2>
 <table>{table}</table>
-<p class="note">Retrieval is leave-one-out by cosine similarity over the evaluation set. NMI:
-k-means with {html.escape(json.dumps(run.get("nmi_kmeans", {})))}. Best value per column in bold.</p>
+<p class="note">{html.escape(note)}</p>
 {"<h2>Structure diagnostics (against evaluation labels, unused in training)</h2><ul>" + structure_html + "</ul>" if structure_html else ""}
 {imgs}
 <h2>Options</h2><table>{params}</table>
