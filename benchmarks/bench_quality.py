@@ -43,6 +43,38 @@ def mean_std(values: list[float]) -> str:
     return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
 
 
+def fit_and_score(
+    method: str,
+    start: str,
+    epochs: int,
+    seed: int,
+    options: dict[str, Any],
+    train: Any,
+    test: Any,
+) -> tuple[Any, np.ndarray, dict[str, float]]:
+    """Fit one row's method on ``train`` and score its embedding of the held-out ``test``:
+    METRICS, the fit time and the structure's TP / TN rates (NaN where it logs none)."""
+    t0 = time.perf_counter()
+    m = get_method(method, start=start, epochs=epochs, seed=seed, progress=False, **options)
+    m.fit(train)
+    fit_s = time.perf_counter() - t0
+    z = m.embed(test)
+    res = {k: evaluate_embeddings(z, test.labels, seed=seed)[k] for k in METRICS}
+    stats = next(
+        (h for h in m.history if h["stage"] == method and "structure/positive_tp_rate" in h), {}
+    )
+    res["TP"] = stats.get("structure/positive_tp_rate", float("nan"))
+    res["TN"] = stats.get("structure/negative_tn_rate", float("nan"))
+    res["fit s"] = fit_s
+    return m, z, res
+
+
+def diffusion_row(z: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """MAP@R / R@1 after query-time diffusion re-ranking of ``z``, with its cost per query."""
+    rr = rerank_metrics(z, labels)
+    return {"MAP@R": rr["MAP@R"], "R@1": rr["R@1"], "rerank ms/q": rr["rerank_ms_per_query"]}
+
+
 def run_dataset(
     name: str,
     seeds: list[int],
@@ -67,47 +99,18 @@ def run_dataset(
                 f"g(x) {feat}", {m: evaluate_embeddings(f, test.labels, seed=s)[m] for m in METRICS}
             )
         if rerank:
-            rr = rerank_metrics(f, test.labels)
-            record(
-                f"g(x) {feat} + diffusion",
-                {m: rr[m] for m in ("MAP@R", "R@1")} | {"rerank ms/q": rr["rerank_ms_per_query"]},
-            )
+            record(f"g(x) {feat} + diffusion", diffusion_row(f, test.labels))
     for start in starts:
         for label, method, options in rows:
             row = f"{label} ({start})"
             for s in seeds:
-                t0 = time.perf_counter()
-                m = get_method(
-                    method, start=start, epochs=epochs, seed=s, progress=False, **options
-                )
-                m.fit(train)
-                fit_s = time.perf_counter() - t0
-                z = m.embed(test)
-                res = {k: evaluate_embeddings(z, test.labels, seed=s)[k] for k in METRICS}
-                stats = next(
-                    (
-                        h
-                        for h in m.history
-                        if h["stage"] == method and "structure/positive_tp_rate" in h
-                    ),
-                    {},
-                )
-                res["TP"] = stats.get("structure/positive_tp_rate", float("nan"))
-                res["TN"] = stats.get("structure/negative_tn_rate", float("nan"))
-                res["fit s"] = fit_s
+                _, z, res = fit_and_score(method, start, epochs, s, options, train, test)
                 record(row, res)
                 if rerank:
-                    rr = rerank_metrics(z, test.labels)
-                    record(
-                        f"{row} + diffusion",
-                        {
-                            "MAP@R": rr["MAP@R"],
-                            "R@1": rr["R@1"],
-                            "rerank ms/q": rr["rerank_ms_per_query"],
-                        },
-                    )
+                    record(f"{row} + diffusion", diffusion_row(z, test.labels))
                 print(
-                    f"  {name} {row} seed {s}: MAP@R {res['MAP@R']:.3f} ({fit_s:.0f} s)", flush=True
+                    f"  {name} {row} seed {s}: MAP@R {res['MAP@R']:.3f} ({res['fit s']:.0f} s)",
+                    flush=True,
                 )
     best_g = max(
         (k for k in results if k.startswith("g(x)") and "+" not in k),

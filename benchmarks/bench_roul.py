@@ -23,12 +23,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import peak_rss_mib, print_table  # noqa: E402
-from bench_quality import DATASETS, mean_std  # noqa: E402
+from bench_quality import DATASETS, diffusion_row, fit_and_score, mean_std  # noqa: E402
 from labelfree.data.registry import load_data  # noqa: E402
 from labelfree.evaluate.metrics import evaluate_embeddings  # noqa: E402
-from labelfree.evaluate.rerank import rerank_metrics, roul_rerank_metrics  # noqa: E402
+from labelfree.evaluate.rerank import roul_rerank_metrics  # noqa: E402
 from labelfree.features.base import compute_features, get_extractor  # noqa: E402
-from labelfree.methods import get_method  # noqa: E402
 
 ROWS: list[tuple[str, str, dict[str, Any]]] = [
     ("hadsell", "hadsell", {}),
@@ -54,27 +53,15 @@ def run_dataset(
     g = compute_features(get_extractor("hog-lda").fit(train), test)
     for s in seeds:
         record("g(x) hog-lda", {m: evaluate_embeddings(g, test.labels, seed=s)[m] for m in METRICS})
-    rr = rerank_metrics(g, test.labels)
-    record(
-        "g(x) hog-lda + diffusion",
-        {"MAP@R": rr["MAP@R"], "R@1": rr["R@1"], "rerank ms/q": rr["rerank_ms_per_query"]},
-    )
+    record("g(x) hog-lda + diffusion", diffusion_row(g, test.labels))
     for start in starts:
         for label, method, options in ROWS:
             row = f"{label} ({start})"
             opts = {**options, **(extra if method == "roul" else {})}
             for s in seeds:
-                t0 = time.perf_counter()
-                m = get_method(method, start=start, epochs=epochs, seed=s, progress=False, **opts)
-                m.fit(train)
-                fit_s = time.perf_counter() - t0
-                z = m.embed(test)
-                res = {k: evaluate_embeddings(z, test.labels, seed=s)[k] for k in METRICS}
-                res["fit s"] = fit_s
-                stats = next((h for h in m.history if "structure/positive_tp_rate" in h), {})
-                res["TP"] = stats.get("structure/positive_tp_rate", float("nan"))
+                m, z, res = fit_and_score(method, start, epochs, s, opts, train, test)
                 record(row, res)
-                msg = f"  {name} {row} seed {s}: MAP@R {res['MAP@R']:.3f} ({fit_s:.0f} s)"
+                msg = f"  {name} {row} seed {s}: MAP@R {res['MAP@R']:.3f} ({res['fit s']:.0f} s)"
                 if method == "roul":
                     ro = roul_rerank_metrics(m, test, test.labels, seed=s)
                     record(
@@ -87,15 +74,8 @@ def run_dataset(
                         },
                     )
                     msg += f", + roul {ro['MAP@R']:.3f}"
-                dr = rerank_metrics(z, test.labels)
-                record(
-                    f"{row} + diffusion",
-                    {
-                        "MAP@R": dr["MAP@R"],
-                        "R@1": dr["R@1"],
-                        "rerank ms/q": dr["rerank_ms_per_query"],
-                    },
-                )
+                dr = diffusion_row(z, test.labels)
+                record(f"{row} + diffusion", dr)
                 print(msg + f", + diffusion {dr['MAP@R']:.3f}", flush=True)
     g_base = float(np.mean(results["g(x) hog-lda"]["MAP@R"]))
     table = []
