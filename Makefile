@@ -44,7 +44,8 @@ bench-mom: $(STAMP)
 bench-roul: $(STAMP)
 	$(PY) benchmarks/bench_roul.py --datasets mnist5k,digits --out bench-out/roul.json
 
-# Object frames (seed 004) on synthetic faces and the arm; ~25 min on 2 loaded cores.
+# Object frames (seed 004) on synthetic faces and the arm, 3 seeds; ~40 min on 2 cores
+# (faces 25 min, arm 12 min, measured with another benchmark on the other core).
 bench-frames: $(STAMP)
 	$(PY) benchmarks/bench_frames.py --out bench-out/frames.json
 
