@@ -187,3 +187,22 @@ def test_distilled_start_is_cached_and_reused_exactly(monkeypatch):
     _assert_same_state(_state(first), _state(second))
     get_method("hadsell", **{**opts, "distill_epochs": 1}).fit(data)
     assert calls["n"] > 0  # other distillation settings: distilled again
+
+
+def test_posets_resumed_in_round_zero_refines_instead_of_regrouping(tmp_path):
+    """Posets carries its assignments y from round to round (the G step refines them); a run
+    killed in round 0 and resumed must refine the saved y in round 1, exactly as the
+    uninterrupted run does, not regroup from g(x)."""
+    data = _small_digits()
+    opts = {**OPTS, "epochs": 2, "g_steps": 20}
+    full = get_method("posets", **opts).fit(data, run_dir=tmp_path / "a")
+
+    def kill(rec):
+        if rec["stage"] == "posets" and rec["round"] == 0 and rec["epoch"] == 0:
+            raise Killed
+
+    with pytest.raises(Killed):
+        get_method("posets", **opts).fit(data, run_dir=tmp_path / "b", on_epoch_end=kill)
+    resumed = get_method("posets", **opts).fit(data, run_dir=tmp_path / "b", resume=True)
+    assert np.array_equal(resumed._y, full._y)
+    _assert_same_state(_state(full), _state(resumed))

@@ -180,11 +180,17 @@ class Posets(Method):
         members = [np.flatnonzero(y == c) for c in range(n_classes)]
         return {
             "y": y,
+            "assignments": self._y.copy(),  # before relabelling: what the next round refines
             "medoids": med,
             "unassigned": unassigned,
             "nearest": near.astype(np.int64),
             "members": members,
         }
+
+    def restore_structure(self, structure: dict[str, Any]) -> None:
+        """On resume: the saved round's assignments seed the next round's G step (without this
+        a run resumed at round ≥ 1 would regroup from g(x))."""
+        self._y = np.asarray(structure["assignments"]).copy()
 
     def batches(self, structure: dict[str, Any], rng: np.random.Generator) -> list[dict[str, Any]]:
         y, med, members = structure["y"], structure["medoids"], structure["members"]

@@ -35,7 +35,12 @@ class CheckpointError(ValueError):
 
 
 class Stage(Protocol):
-    """What the loop needs from a method."""
+    """What the loop needs from a method.
+
+    Optional: ``restore_structure(structure)``, called when a run resumes inside a round with
+    that round's saved structure, so a method that carries state from round to round (Posets'
+    assignments) continues from it instead of starting over at the next round.
+    """
 
     name: str
 
@@ -143,6 +148,8 @@ def train(
         history = state["history"]
         start_round, start_epoch = state["round"], state["epoch"] + 1
         structure = state["structure"]
+        if structure is not None and (restore := getattr(stage, "restore_structure", None)):
+            restore(structure)
         if start_epoch >= cfg.epochs:
             start_round, start_epoch, structure = start_round + 1, 0, None
 
