@@ -75,6 +75,17 @@ def diffusion_row(z: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     return {"MAP@R": rr["MAP@R"], "R@1": rr["R@1"], "rerank ms/q": rr["rerank_ms_per_query"]}
 
 
+def record_start_only(record: Any, start: str, seeds: list[int], train: Any, test: Any) -> None:
+    """The row ``<start> start, not fine-tuned``: the network every method of that start begins
+    from (the distilled CNN, the untrained feature head), scored before any label-free training —
+    the "initial features" each method must beat beside g(x). Scratch has no such row."""
+    if start == "scratch":
+        return
+    for s in seeds:
+        res = fit_and_score("hadsell", start, 0, s, {}, train, test)[2]
+        record(f"{start} start, not fine-tuned", {k: res[k] for k in METRICS})
+
+
 def run_dataset(
     name: str,
     seeds: list[int],
@@ -101,6 +112,7 @@ def run_dataset(
         if rerank:
             record(f"g(x) {feat} + diffusion", diffusion_row(f, test.labels))
     for start in starts:
+        record_start_only(record, start, seeds, train, test)
         for label, method, options in rows:
             row = f"{label} ({start})"
             for s in seeds:

@@ -23,7 +23,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import peak_rss_mib, print_table  # noqa: E402
-from bench_quality import DATASETS, diffusion_row, fit_and_score, mean_std  # noqa: E402
+from bench_quality import (  # noqa: E402
+    DATASETS,
+    diffusion_row,
+    fit_and_score,
+    mean_std,
+    record_start_only,
+)
 from labelfree.data.registry import load_data  # noqa: E402
 from labelfree.evaluate.metrics import evaluate_embeddings  # noqa: E402
 from labelfree.evaluate.rerank import roul_rerank_metrics  # noqa: E402
@@ -55,6 +61,7 @@ def run_dataset(
         record("g(x) hog-lda", {m: evaluate_embeddings(g, test.labels, seed=s)[m] for m in METRICS})
     record("g(x) hog-lda + diffusion", diffusion_row(g, test.labels))
     for start in starts:
+        record_start_only(record, start, seeds, train, test)
         for label, method, options in ROWS:
             row = f"{label} ({start})"
             opts = {**options, **(extra if method == "roul" else {})}
