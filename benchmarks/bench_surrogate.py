@@ -76,6 +76,8 @@ def grouping_scale(n: int, d: int, seed: int = 0) -> None:
         lambda: solve_batches(c, 100, 20, np.random.default_rng(seed), means=clique_means(xn, c)),
     )
     covered = int(((np.asarray(z.sum(0)) @ c) > 0).sum())
+    distinct = int((np.asarray(z.sum(0)) > 0).sum())
+    print(f"  batches: {distinct} distinct cliques of {len(cl)}, cover {covered} of {n} items")
     posets = stage(
         "posets grouping (k=64, exp(-dist))",
         lambda: build_cliques(x, 64, "expdist", min_size=4),
