@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,23 @@ BASELINE_ROWS: list[tuple[str, str, dict[str, Any]]] = [("hadsell", "hadsell", {
 
 def mean_std(values: list[float]) -> str:
     return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
+
+
+def load_split(name: str) -> tuple[Any, Any]:
+    """The training and held-out test sets of a benchmark dataset (``DATASETS[name]``)."""
+    train_spec, test_spec, per_class = DATASETS[name]
+    return load_data(train_spec, per_class=per_class), load_data(test_spec, per_class=per_class)
+
+
+def recorder() -> tuple[dict[str, dict[str, list[float]]], Callable[[str, dict[str, float]], None]]:
+    """Per-row, per-metric lists of values over seeds, and the function that appends to them."""
+    results: dict[str, dict[str, list[float]]] = {}
+
+    def record(row: str, res: dict[str, float]) -> None:
+        for m, v in res.items():
+            results.setdefault(row, {}).setdefault(m, []).append(v)
+
+    return results, record
 
 
 def fit_and_score(
@@ -94,14 +112,8 @@ def run_dataset(
     rows: list[tuple[str, str, dict[str, Any]]] = BASELINE_ROWS,
     rerank: bool = False,
 ) -> list[dict]:
-    train_spec, test_spec, per_class = DATASETS[name]
-    train = load_data(train_spec, per_class=per_class)
-    test = load_data(test_spec, per_class=per_class)
-    results: dict[str, dict[str, list[float]]] = {}
-
-    def record(row: str, res: dict[str, float]) -> None:
-        for m, v in res.items():
-            results.setdefault(row, {}).setdefault(m, []).append(v)
+    train, test = load_split(name)
+    results, record = recorder()
 
     for feat in ("pixels", "hog", "hog-lda"):
         f = compute_features(get_extractor(feat).fit(train), test)

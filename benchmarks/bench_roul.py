@@ -24,13 +24,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import peak_rss_mib, print_table  # noqa: E402
 from bench_quality import (  # noqa: E402
-    DATASETS,
     diffusion_row,
     fit_and_score,
+    load_split,
     mean_std,
     record_start_only,
+    recorder,
 )
-from labelfree.data.registry import load_data  # noqa: E402
 from labelfree.evaluate.metrics import evaluate_embeddings  # noqa: E402
 from labelfree.evaluate.rerank import roul_rerank_metrics  # noqa: E402
 from labelfree.features.base import compute_features, get_extractor  # noqa: E402
@@ -47,14 +47,8 @@ METRICS = ("MAP@R", "R@1", "NMI")
 def run_dataset(
     name: str, seeds: list[int], epochs: int, starts: list[str], extra: dict[str, Any]
 ) -> list[dict]:
-    train_spec, test_spec, per_class = DATASETS[name]
-    train = load_data(train_spec, per_class=per_class)
-    test = load_data(test_spec, per_class=per_class)
-    results: dict[str, dict[str, list[float]]] = {}
-
-    def record(row: str, res: dict[str, float]) -> None:
-        for m, v in res.items():
-            results.setdefault(row, {}).setdefault(m, []).append(v)
+    train, test = load_split(name)
+    results, record = recorder()
 
     g = compute_features(get_extractor("hog-lda").fit(train), test)
     for s in seeds:
