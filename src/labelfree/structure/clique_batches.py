@@ -27,9 +27,10 @@ Choices where the source is silent or inexact (documented, exposed):
   every batch toward the same largest cliques once K ≫ B·r. Measured on a 10⁴-item Gaussian
   mixture (6,831 cliques, B = 100, r = 20): λ₁ = 1 gives 223 distinct cliques covering 1,274
   items (89 distinct batches); λ₁ = 1/B gives 1,763 cliques covering 5,470 items. On the bundled
-  sets (K ≤ B·r) both give the same coverage (mnist5k 2,160 vs 2,149 of 2,500 items). λ₃ = 100: with p = 1/16 the coverage
-  terms favour spreading every row thinly over all cliques, and λ₃ must outweigh that.
-  Measured on a 3,000-item Gaussian mixture (1,880 cliques, B = 100, r = 20): λ₃ = 10 leaves
+  sets (K ≤ B·r) both give the same coverage (mnist5k 2,160 vs 2,149 of 2,500 items).
+  λ₃ = 100: with p = 1/16 the coverage terms favour spreading every row thinly over all
+  cliques, and λ₃ must outweigh that. Measured (with λ₁ = 1, before the 1/B default) on a
+  3,000-item Gaussian mixture (1,880 cliques, B = 100, r = 20): λ₃ = 10 leaves
   the relaxation fractional and rounding yields 2 distinct batches covering 196 items; λ₃ = 100
   gives 99 % binary entries and 100 distinct batches covering 2,564 items. All exposed.
 - With dot-product similarity (HOG-LDA, the CNN's embedding) the average pairwise similarity
