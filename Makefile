@@ -1,15 +1,28 @@
 # Two commands for a fresh machine: `make demo` (set up, then run the demo) and `make test`.
-PY ?= python3
-PIP = $(PY) -m pip
-STAMP = .setup.stamp
+#
+# Set-up installs exactly the versions in requirements.lock (every runtime and dev dependency,
+# pinned with hashes, resolved by pip-tools from pyproject.toml) into a project-local virtual
+# environment, $(VENV), so every fresh clone gets the same packages. torch is the local CPU wheel
+# 2.13.0 the project machines hold (pip finds it through their pip configuration; an unpinned
+# torch would pull several GB of CUDA packages). `make lock` re-resolves after a change to
+# pyproject.toml; `make lock-upgrade` moves every pin to the newest version pyproject.toml
+# allows and runs the tests on them, so drift is seen on purpose.
+PYTHON ?= python3
+VENV ?= .venv
+PY = $(VENV)/bin/python
+LOCK = requirements.lock
+STAMP = $(VENV)/.labelfree-setup
+PIP_TOOLS = pip-tools==7.7.0
+LOCK_FLAGS = --extra=dev --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links --quiet
 
-.PHONY: setup demo test lint bench bench-quality bench-eval bench-mining bench-mom bench-roul bench-frames bench-surrogate bench-sequences clean
+.PHONY: setup demo test lint lock lock-upgrade bench bench-quality bench-eval bench-mining bench-mom bench-roul bench-frames bench-surrogate bench-sequences bench-augment bench-search clean
 
-# torch is pinned to 2.13.0, whose CPU wheel the project machines hold locally: an unpinned
-# torch would pull several GB of CUDA packages.
-$(STAMP): pyproject.toml
-	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[dev]"
+$(STAMP): $(LOCK) pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --require-hashes --no-deps -r $(LOCK)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(PY) -m pip check
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -24,9 +37,22 @@ lint: $(STAMP)
 test: lint
 	$(PY) -m pytest
 
+# pip-tools runs from its own small environment, so re-locking never changes $(VENV) by hand.
+$(VENV)-tools/bin/pip-compile:
+	$(PYTHON) -m venv $(VENV)-tools
+	$(VENV)-tools/bin/pip install -q $(PIP_TOOLS)
+
+lock: $(VENV)-tools/bin/pip-compile
+	$(VENV)-tools/bin/pip-compile $(LOCK_FLAGS) --output-file=$(LOCK) pyproject.toml
+
+lock-upgrade: $(VENV)-tools/bin/pip-compile
+	$(VENV)-tools/bin/pip-compile $(LOCK_FLAGS) --upgrade --output-file=$(LOCK) pyproject.toml
+	git --no-pager diff --stat -- $(LOCK) || true
+	$(MAKE) test
+
 # make bench: every benchmark, several hours on 2 cores (the 3-seed quality ablations dominate);
 # each target below also runs on its own.
-bench: bench-eval bench-quality bench-mining bench-mom bench-roul bench-frames bench-surrogate bench-sequences
+bench: bench-eval bench-quality bench-mining bench-mom bench-roul bench-frames bench-surrogate bench-sequences bench-augment bench-search
 
 bench-eval: $(STAMP)
 	$(PY) benchmarks/bench_eval.py
@@ -60,9 +86,17 @@ bench-surrogate: $(STAMP)
 bench-sequences: $(STAMP)
 	$(PY) benchmarks/bench_sequences.py
 
+# Augmentation throughput (images/s) beside a plain kornia pipeline of the same ops.
+bench-augment: $(STAMP)
+	$(PY) benchmarks/bench_augment.py
+
+# Search index build / query time and recall@k of hnsw and ivf against the exact flat index.
+bench-search: $(STAMP)
+	$(PY) benchmarks/bench_search.py
+
 bench-mining: $(STAMP)
 	$(PY) benchmarks/bench_mining.py --sizes 10000 100000
 	$(PY) benchmarks/bench_mining.py --pools
 
 clean:
-	rm -rf $(STAMP) demo-run bench-out .pytest_cache
+	rm -rf $(VENV) $(VENV)-tools demo-run bench-out .pytest_cache
