@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import combinations, product
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -221,21 +223,70 @@ def test_cccp_never_increases_objective_and_meets_row_sums(dense):
     assert (zb.sum(1) == r).all() and set(np.unique(zb)) <= {0, 1}
 
 
+def _coverage_problem(**terms) -> BatchProblem:
+    # 4 disjoint cliques of 4, 3, 2 and 2 items (11 items), B = 2 batches of r = 2 cliques.
+    # S' = I: distinct cliques are dissimilar, so the similarity term is exactly 0 and only the
+    # coverage terms (and the binarisation term, constant on binary Z) remain.
+    c = np.zeros((4, 11))
+    for k, (lo, hi) in enumerate([(0, 4), (4, 7), (7, 9), (9, 11)]):
+        c[k, lo:hi] = 1
+    return BatchProblem(sp.csr_matrix(c), 2, 2, s=np.eye(4), **terms)
+
+
+def _minimisers(prob: BatchProblem) -> list[np.ndarray]:
+    """Every binary Z (each batch holds r cliques) attaining the smallest relaxed Eq. 3.1."""
+    k, b, r = prob.c.shape[0], prob.n_batches, prob.r
+    rows = [np.isin(np.arange(k), pick).astype(float) for pick in combinations(range(k), r)]
+    zs = [np.stack(choice) for choice in product(rows, repeat=b)]
+    f = np.array([prob.objective(z) for z in zs])
+    return [z for z, v in zip(zs, f, strict=True) if v <= f.min() + 1e-9]
+
+
 def test_dropping_terms_changes_the_solution():
-    x = l2_normalize(_mixture(300, seed=4))
-    cl = build_cliques(x, 8, "dot", min_size=3)
-    c = cl.assignment()
-    m = clique_means(x, c)
+    """Seed 001 (iii): without the total-coverage term every batch takes the same largest
+    cliques; with it the batches spread over the cliques. Exhaustive over the binary Z of a
+    hand-built instance, with the objective's values written out."""
+    eps, p = 1e-3, 1 / 16
+    once = (1 + eps) ** p - eps**p  # an item covered once: ~0.351
+    twice = (2 + eps) ** p - eps**p  # covered twice: ~0.395, barely more than once
+    collapsed = np.array([[1.0, 1, 0, 0], [1, 1, 0, 0]])  # both batches on the 4- and 3-clique
+    spread = np.array([[1.0, 1, 0, 0], [0, 0, 1, 1]])  # disjoint batches covering all 11 items
+    binar = 100.0 * 0.25 * 8  # λ₃‖Z − 0.5‖²_F, the same for every binary Z
+    lam1 = 1 / 2  # the default 1/B
 
-    def distinct(**kw):
-        prob = BatchProblem(c, 10, 4, means=m, **kw)
-        z, _ = prob.cccp(prob.initial(np.random.default_rng(0)), outer=5, inner=8)
-        zb = round_batches(z, 4)
-        return len(np.unique(zb, axis=0)), int(((zb.sum(0) @ c.toarray()) > 0).sum())
+    full, no_total = _coverage_problem(), _coverage_problem(lambda2=0.0)
+    assert full.lambda1 == lam1 and full.lambda2 == 1.0 and full.lambda3 == 100.0
+    # per-batch coverage: 7 + 7 items vs 7 + 4; total coverage: 7 items twice vs 11 once
+    assert full.objective(collapsed) == pytest.approx(
+        -lam1 * 14 * once - 7 * twice - binar, rel=1e-12
+    )
+    assert full.objective(spread) == pytest.approx(-lam1 * 11 * once - 11 * once - binar, rel=1e-12)
+    assert no_total.objective(collapsed) == pytest.approx(-lam1 * 14 * once - binar, rel=1e-12)
+    assert no_total.objective(spread) == pytest.approx(-lam1 * 11 * once - binar, rel=1e-12)
 
-    # With a per-batch coverage weight as large as the total's (λ₁ = 1, not the 1/B default),
-    # seed 001 (iii): without the total-coverage term the batches collapse onto the same cliques
-    n_full, cov_full = distinct(lambda1=1.0)
-    n_no_total, cov_no_total = distinct(lambda1=1.0, lambda2=0.0)
-    assert cov_no_total < cov_full
-    assert n_full >= n_no_total
+    def coverage(z: np.ndarray) -> int:
+        return int(((z.sum(0) @ full.c.toarray()) > 0).sum())
+
+    # λ₂ = 0: the batches are independent and each maximises its own coverage, so the unique
+    # optimum puts every batch on the two largest cliques: 1 distinct batch, 7 items covered.
+    best = _minimisers(no_total)
+    assert len(best) == 1
+    np.testing.assert_array_equal(best[0], collapsed)
+    # λ₂ = 1: a second cover of an item adds twice − once ≈ 0.04, a first cover ≈ 0.35, so the
+    # optima are exactly the disjoint pairs of batches that cover all 11 items.
+    best = _minimisers(full)
+    assert len(best) == 6  # 3 ways to split the 4 cliques into two pairs, × 2 batch orders
+    for z in best:
+        assert coverage(z) == 11 and (z.sum(0) == 1).all()
+        assert len(np.unique(z, axis=0)) == 2
+    assert coverage(best[0]) > coverage(collapsed)
+
+    # The same with λ₁ = 1 (per-batch coverage as heavy as the total's): without the total term
+    # the optimum is still the collapse; with it the batches share the 4-clique only.
+    best = _minimisers(_coverage_problem(lambda1=1.0, lambda2=0.0))
+    assert len(best) == 1
+    np.testing.assert_array_equal(best[0], collapsed)
+    best = _minimisers(_coverage_problem(lambda1=1.0))
+    assert len(best) == 4  # {4, 3} with {4, 2} or {4, 2'}, × 2 batch orders
+    for z in best:
+        assert z[:, 0].sum() == 2 and len(np.unique(z, axis=0)) == 2 and coverage(z) == 9

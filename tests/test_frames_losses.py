@@ -90,14 +90,20 @@ def test_diversity_loss_extremes():
 
 @pytest.mark.parametrize("loss", ["dist", "log"])
 def test_dense_loss_minimal_for_equivariant_embedding(loss):
+    # float64 throughout: halving the confidence of the saturated labeller (α = 30) raises the
+    # loss by only ~1.5e-5 of its value, within ~100× of float32 rounding over the cells.
+    # (With p(v|u) ∝ exp(α·sim) and sim decreasing in ‖v − G[u]‖, the expected distance falls
+    # strictly as α grows: its derivative in α is −Cov(distance, sim) < 0.)
     h = w = 10
-    G = cell_grid(h, w)[None] + torch.tensor([1.5, -0.5])  # sub-cell shift
+    grid = cell_grid(h, w, dtype=torch.float64)
+    G = grid[None] + torch.tensor([1.5, -0.5], dtype=torch.float64)  # sub-cell shift
     mask = (G[..., 0] <= w - 1) & (G[..., 1] >= 0)
-    phi2 = code_map(h, w)
+    phi2 = code_map(h, w, grid)
     equiv = code_map(h, w, G[0])  # Φ_u(x) = Φ_{G[u]}(x′): perfectly equivariant
     best = dense_loss(equiv, phi2, G, mask, loss=loss).item()
-    shifted = code_map(h, w, G[0] + torch.tensor([1.0, 0.0]))
-    noisy = equiv + 3.0 * torch.randn(equiv.shape, generator=torch.Generator().manual_seed(0))
+    shifted = code_map(h, w, G[0] + torch.tensor([1.0, 0.0], dtype=torch.float64))
+    gen = torch.Generator().manual_seed(0)
+    noisy = equiv + 3.0 * torch.randn(equiv.shape, generator=gen, dtype=torch.float64)
     assert best < dense_loss(shifted, phi2, G, mask, loss=loss).item()
     assert best < dense_loss(noisy, phi2, G, mask, loss=loss).item()
     assert best < dense_loss(0.5 * equiv, phi2, G, mask, loss=loss).item()  # less confident

@@ -103,14 +103,25 @@ def test_negative_similarities_give_no_edge():
 
 @pytest.mark.parametrize("method", ["hnsw", "ivf"])
 def test_approximate_knn_graph(method):
+    """What holds for any approximate search, and exactness once the index visits every item
+    (HNSW search depth ≥ N on its connected base layer, IVF probing every list). Recall at the
+    default depth is measured in benchmarks/bench_mining.py."""
     x, _ = clusters(20, 30, d=24, noise=0.5, seed=3)
-    sims, idx = knn_graph(x, 10, approximate=True, method=method)
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
     ex_s, ex_i = knn_graph(x, 10, approximate=False)
-    assert idx.shape == (600, 10) and (idx >= 0).all()
+    sims, idx = knn_graph(x, 10, approximate=True, method=method)
+    assert idx.shape == (600, 10) and (idx >= 0).all() and (idx < 600).all()
     assert not (idx == np.arange(600)[:, None]).any()
+    assert all(len(set(row)) == 10 for row in idx.tolist())
     assert np.all(np.diff(sims, axis=1) <= 1e-6)
-    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(idx, ex_i, strict=True)])
-    assert recall > 0.9
+    # each similarity is the true cosine of its pair, and the j-th best of any 10 other items
+    # is at most the j-th best of all of them
+    np.testing.assert_allclose(sims, np.einsum("nd,nkd->nk", xn, xn[idx]), atol=1e-5)
+    assert np.all(sims <= ex_s + 1e-5)
+    full = {"hnsw": {"ef_search": 600}, "ivf": {"nlist": 8, "nprobe": 8}}[method]
+    sims_full, idx_full = knn_graph(x, 10, approximate=True, method=method, **full)
+    np.testing.assert_allclose(sims_full, ex_s, atol=1e-5)
+    np.testing.assert_allclose(np.einsum("nd,nkd->nk", xn, xn[idx_full]), ex_s, atol=1e-5)
 
 
 def test_knn_graph_rejects_too_few_items():
@@ -157,18 +168,26 @@ def test_manifold_similarity_matches_dense_inverse(small_graph):
         assert i not in idx[r]
 
 
-def test_default_float32_cap_ranks_like_exact(small_graph):
-    """20 float32 iterations (the authors' setting) recover most of the exact top 10."""
+def test_default_float32_cap_is_the_twentieth_cg_iterate(small_graph):
+    """The default (float32, at most 20 CG iterations, the authors' cap) is the 20-step CG
+    solution: scipy's CG in float64 with the same tolerance and cap gives the same vectors (up
+    to float32 rounding). How well that ranks like the converged solution is measured in
+    benchmarks/bench_mining.py."""
     _, _, a = small_graph
+    n = a.shape[0]
     ah32 = normalize_graph(a.astype(np.float32))
-    ref = dense_manifold(normalize_graph(a))
-    _, idx = manifold_similarity(ah32, np.arange(20), topk=10)
-    overlap = []
+    assert ah32.dtype == np.float32
+    f = manifold_similarity(ah32, np.arange(20))
+    assert f.dtype == np.float32
+    op = sp.identity(n) - ALPHA * normalize_graph(a)
     for i in range(20):
-        col = ref[:, i].copy()
-        col[i] = -np.inf
-        overlap.append(len(set(idx[i]) & set(np.argsort(-col)[:10])) / 10)
-    assert np.mean(overlap) > 0.8
+        rhs = np.zeros(n)
+        rhs[i] = 1 - ALPHA
+        ref, _ = cg(op, rhs, rtol=1e-6, maxiter=20)
+        np.testing.assert_allclose(f[:, i], ref, atol=1e-3 * np.abs(ref).max())
+    # the cap binds here: 20 iterations stop short of the exact solution
+    exact = dense_manifold(normalize_graph(a))[:, :20]
+    assert np.abs(f - exact).max() > 1e-3 * np.abs(exact).max()
 
 
 def test_block_cg_columns_match_scipy_cg_and_stop_independently(small_graph):
@@ -255,10 +274,20 @@ def test_diffusion_rerank_of_a_db_item_ranks_like_manifold_similarity(small_grap
     s_all, i_all = diffusion_rerank(x, None, k=10, topk=30, graph=a, tol=1e-12, maxiter=500)
     np.testing.assert_array_equal(i_all[items], ref)
     assert not (i_all == np.arange(len(x))[:, None]).any()
-    # Default linking (k neighbours, s^3 weights): nearly the same top 10.
-    _, idx_k = diffusion_rerank(x, x[items], k=10, topk=10, graph=a)
-    for r, i in enumerate(items):
-        assert len(set(idx_k[r]) & ({i} | set(ref[r][:10]))) >= 8
+    # Default linking: y_j = [qᵀx_j]₊³ on the query's k = 10 nearest db items (the item itself
+    # among them), and f = (1 − α)(I − αÂ)⁻¹y, the same combination of the dense inverse's
+    # columns.
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    cos = xn[items].astype(np.float64) @ xn.T.astype(np.float64)
+    y = np.zeros_like(cos)
+    for r in range(len(items)):
+        near = np.argsort(-cos[r])[:10]
+        y[r, near] = np.maximum(cos[r, near], 0) ** 3
+    want = y @ dense_manifold(ah)  # (1 − α)(I − αÂ)⁻¹ is symmetric
+    s_k, idx_k = diffusion_rerank(x, x[items], k=10, topk=10, graph=a, tol=1e-12, maxiter=500)
+    for r in range(len(items)):
+        np.testing.assert_array_equal(idx_k[r], np.argsort(-want[r], kind="stable")[:10])
+        np.testing.assert_allclose(s_k[r], want[r, idx_k[r]], rtol=1e-5)
 
 
 # ------------------------------------------------------------------------------ random walk
@@ -372,11 +401,17 @@ def test_pool_rates():
 
 @pytest.mark.parametrize("per", [30, 120])
 def test_pool_size_rule_follows_cluster_size(per):
-    x, labels = clusters(600 // per, per, d=24, noise=0.9, seed=7)
-    a = mutual_knn_graph(x, k=10)
-    k_pos, k_neg = pool_size_rule(a, n_probe=60)
-    assert 0.8 * per <= k_pos <= 1.25 * per
-    assert k_neg == pytest.approx(2 * k_pos, abs=1)
+    """Tight, far-apart clusters with k = per − 1: each cluster is a complete component of the
+    mutual graph with near-equal weights, so along every sweep the conductance falls until the
+    whole cluster (cut 0) and the rule returns exactly k_pos = per, k_neg = 2·per. (Its accuracy
+    on overlapping clusters with a sparse graph is measured by benchmarks/bench_mining.py
+    --pools.)"""
+    x, labels = clusters(600 // per, per, d=24, noise=0.01, seed=7)
+    a = mutual_knn_graph(x, k=per - 1)
+    n_comp, comp = connected_components(a)
+    assert n_comp == 600 // per
+    np.testing.assert_array_equal(comp[:, None] == comp[None, :], labels[:, None] == labels)
+    assert pool_size_rule(a, n_probe=60) == (per, 2 * per)
 
 
 def test_pool_size_rule_bounds():
