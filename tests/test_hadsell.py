@@ -45,7 +45,7 @@ def test_structure_stats_hand_computed():
 
 
 def test_unknown_loss_and_start_are_refused():
-    with pytest.raises(ValueError, match="unknown loss"):
+    with pytest.raises(ValueError, match="option loss='hinge': choose one of triplet"):
         get_method("hadsell", loss="hinge")
-    with pytest.raises(ValueError, match="unknown start"):
+    with pytest.raises(ValueError, match="option start='imagenet': choose one of scratch"):
         get_method("hadsell", start="imagenet")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import inspect
 import io
 import json
 import os
 import random
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -65,27 +65,50 @@ def seed_everything(seed: int) -> None:
 
 
 def choose_device(device: str | None = None) -> torch.device:
-    """``device`` if given, else CUDA when available, else CPU."""
+    """``device`` if given, else CUDA when available, else CPU.
+
+    A device this machine does not have, or a name torch does not know, is a one-line
+    :class:`~labelfree.data.imageset.DataError` naming ``--device`` (checked before any work
+    starts, not as torch's assertion deep inside the first transfer).
+    """
+    from labelfree.data.imageset import DataError
+
     if device in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise DataError(
+            f"--device {device!r}: not a device name; use auto, cpu, cuda or cuda:N"
+        ) from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DataError(
+                f"--device {device}: CUDA is not available on this machine (torch "
+                f"{torch.__version__}); use --device cpu or --device auto"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DataError(
+                f"--device {device}: this machine has {torch.cuda.device_count()} CUDA "
+                "device(s), numbered from 0"
+            )
+    elif dev.type != "cpu":
+        raise DataError(f"--device {device}: only cpu and cuda devices are supported")
+    return dev
 
 
-class KeywordOptions:
-    """An object whose options are its constructors' keyword-only arguments (sklearn's
-    ``get_params`` idea): every subclass in the MRO adds its own, and the values are read back
-    from the attributes of the same names. Image-level and object-frame methods share it."""
+# Test hook (tests/test_interrupt.py): with LABELFREE_TEST_KILL_AT=<point> in the environment the
+# process SIGKILLs itself the (LABELFREE_TEST_KILL_AFTER + 1)-th time it passes that point, so that a
+# test kills a run deterministically inside one stage. Points: "features" (g(x) computed, not yet
+# cached), "<stage>" (after the first step of an epoch of that stage: "distill", "hadsell", ...),
+# "<stage>:structure" (structure step done), "evaluate" (before each representation), "index"
+# (index file written, metadata not yet). Without the variable it does nothing.
+_KILL_COUNTS: dict[str, int] = {}
 
-    @classmethod
-    def option_names(cls) -> list[str]:
-        names: list[str] = []
-        for klass in reversed(cls.__mro__):
-            if "__init__" in klass.__dict__ and issubclass(klass, KeywordOptions):
-                for p in inspect.signature(klass.__init__).parameters.values():
-                    if p.kind == p.KEYWORD_ONLY and p.name not in names:
-                        names.append(p.name)
-        return names
 
-    def get_params(self) -> dict[str, Any]:
-        """All constructor options and their values (saved with the model)."""
-        return {k: getattr(self, k) for k in self.option_names()}
+def kill_point_for_tests(point: str) -> None:
+    if os.environ.get("LABELFREE_TEST_KILL_AT") != point:
+        return
+    _KILL_COUNTS[point] = _KILL_COUNTS.get(point, 0) + 1
+    if _KILL_COUNTS[point] > int(os.environ.get("LABELFREE_TEST_KILL_AFTER", "0")):
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -29,16 +29,13 @@ def get_method_class(name: str) -> type[Method]:
 
 
 def get_method(name: str, **options: Any) -> Method:
-    """Construct a method by name; an unknown option is an error that names it."""
+    """Construct a method by name. Option values may be strings (``-o KEY=VALUE``): they are
+    converted by the constructor's type annotations; an unknown option, a value of the wrong
+    type or out of range is a one-line :class:`DataError` that names the option."""
     klass = get_method_class(name)
-    allowed = klass.option_names()
-    unknown = [k for k in options if k not in allowed]
-    if unknown:
-        raise DataError(
-            f"unknown option(s) {', '.join(unknown)} for method {name!r}; "
-            f"options: {', '.join(allowed)}"
-        )
-    return klass(**options)
+    m = klass(**klass.coerce_options(options, owner=name))
+    m.validate_params()
+    return m
 
 
 def load_model(path: str, device: str = "auto") -> Method:

@@ -29,18 +29,40 @@ from torch import nn
 
 from labelfree.data.imageset import DataError, ImageSet
 from labelfree.features.base import FeatureExtractor, compute_features, from_dict, get_extractor
+from labelfree.options import AT_LEAST_1, NON_NEGATIVE, POSITIVE, KeywordOptions, Range
 from labelfree.train import distributed as dist
 from labelfree.train.loop import TrainConfig, train
-from labelfree.utils import KeywordOptions, atomic_torch_save, choose_device, seed_everything
+from labelfree.utils import atomic_torch_save, choose_device, seed_everything
 
 MODEL_FORMAT = "labelfree-model"
 STARTS = ("scratch", "distill", "feature-head")
+FEATURES = ("pixels", "hog", "hog-lda", "backbone")
 
 
 class Method(KeywordOptions):
     """Base class of the label-free methods. Subclasses implement the Stage hooks."""
 
     name: ClassVar[str] = ""
+    option_ranges: ClassVar[dict[str, Range]] = {
+        "dim": AT_LEAST_1,
+        "epochs": AT_LEAST_1,
+        "rounds": AT_LEAST_1,
+        "batch_size": Range(2),
+        "lr": POSITIVE,
+        "weight_decay": NON_NEGATIVE,
+        "lr_step": NON_NEGATIVE,
+        "augment": NON_NEGATIVE,
+        "distill_epochs": AT_LEAST_1,
+        "distill_lr": POSITIVE,
+        "hidden": AT_LEAST_1,
+        "seed": NON_NEGATIVE,
+    }
+    option_choices: ClassVar[dict[str, tuple[str, ...]]] = {
+        "start": STARTS,
+        "features": FEATURES,
+        "optimizer": ("adam", "sgd"),
+        "pooling": ("avg", "mac", "gem", "rmac"),
+    }
 
     def __init__(
         self,
@@ -71,15 +93,23 @@ class Method(KeywordOptions):
         """Common options.
 
         Args:
-            start: ``scratch`` | ``distill`` | ``feature-head`` (see the module docstring).
+            start: ``scratch`` (random CNN) | ``distill`` (CNN first distilled from g(x)) |
+                ``feature-head`` (MLP over g(x)); see the module docstring.
             features: the initial representation g(x) (``pixels``, ``hog``, ``hog-lda``,
                 ``backbone``): round 0's structure step runs on it, distillation copies it, the
-                feature head reads it.
+                feature head reads it. With ``backbone``, g(x) is the pooled features of the pretrained
+                ``backbone`` (``hf:<local dir>``); it is refused with a built-in backbone, whose
+                weights are random, so that g(x) is never a random CNN by accident.
             backbone: CNN for image starts (``small``, ``resnet18``, ``hf:<dir>``, ...).
             dim: embedding dimension (L2-normalised).
+            pooling: global pooling of the backbone's feature map (avg, mac, gem, rmac).
+            epochs: training epochs per round.
+            rounds: structure-step / training rounds (round 0 builds its structure on g(x)).
+            batch_size: tuples (or items) per training step.
             lr: learning rate; default 1e-3 from scratch / feature head, 3e-4 after distillation
                 (fine-tuning must not wash out the distilled start — chosen by measurement on
                 mnist5k, see benchmarks/bench_quality.py).
+            weight_decay: L2 weight decay of the optimiser (5e-4).
             optimizer: ``adam`` (AdamW) or ``sgd`` (momentum 0.9, as in seed 002 §4.3).
             lr_step: multiply the learning rate by 0.1 every ``lr_step`` epochs (0: never;
                 seed 002 uses 10).
@@ -93,6 +123,12 @@ class Method(KeywordOptions):
                 3e-3 0.534, 15 at 1e-2 0.486, 40 at 1e-3 0.532, 30 at 3e-3 0.563 (HOG-LDA itself
                 0.562); 30 epochs take ~75 s for 2,500 images on 2 cores.
             hidden: width of the feature-head MLP.
+            seed: random seed of every draw (CPU runs with the same seed repeat exactly).
+            device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
+            amp: bf16 autocast on CUDA (ignored on the CPU).
+            progress: show progress bars.
+            cache: keep g(x) and the distilled start in the on-disk cache
+                (``$LABELFREE_CACHE``, default ``~/.cache/labelfree``).
         """
         if start not in STARTS:
             raise ValueError(f"unknown start {start!r}; choose one of {', '.join(STARTS)}")
@@ -124,6 +160,26 @@ class Method(KeywordOptions):
         self.history: list[dict[str, Any]] = []
         self._labels: np.ndarray | None = None
         self._represent_fn: Any = None
+
+    def validate_params(self) -> None:
+        """Every option's type and range, the device, and g(x) = ``backbone`` only from a
+        pretrained backbone."""
+        super().validate_params()
+        choose_device(self.device)
+        if self.features == "backbone" and not self.backbone.startswith("hf:"):
+            raise DataError(
+                f"option features=backbone needs a pretrained backbone (--backbone hf:<local "
+                f"folder>); backbone {self.backbone!r} has random weights, so g(x) would be a "
+                "random CNN — use features=hog-lda (default), hog or pixels"
+            )
+
+    def _make_extractor(self) -> FeatureExtractor:
+        """g(x) by name; ``backbone`` is the method's own (pretrained) backbone, pooled."""
+        if self.features == "backbone":
+            return get_extractor(
+                "backbone", backbone=self.backbone, pooling=self.pooling, seed=self.seed
+            )
+        return get_extractor(self.features)
 
     # ---- the Stage hooks a method implements -------------------------------------------------
     def min_items(self) -> int:
@@ -188,6 +244,7 @@ class Method(KeywordOptions):
         on_epoch_end: Any = None,
     ) -> Method:
         """Train on the unlabeled ``images`` (their labels, if any, feed diagnostics only)."""
+        self.validate_params()
         if len(images) < self.min_items():
             raise DataError(
                 f"{images.name}: {len(images)} images, but method {self.name!r} with these "
@@ -199,7 +256,7 @@ class Method(KeywordOptions):
         device = dist.local_device(device)
         self.image_size = images.image_size
         self._labels = images.labels
-        self.extractor = get_extractor(self.features).fit(images)
+        self.extractor = self._make_extractor().fit(images)
         g = compute_features(self.extractor, images, cache=self.cache)
 
         if self.start == "feature-head":

@@ -39,6 +39,7 @@ from labelfree.data.imageset import ImageSet
 from labelfree.data.sequences import check_sequences
 from labelfree.graph.knn import l2_normalize
 from labelfree.methods.base import Method
+from labelfree.options import AT_LEAST_1, NON_NEGATIVE, POSITIVE
 from labelfree.structure.clique_batches import clique_means, solve_batches
 from labelfree.structure.cliques import build_cliques
 from labelfree.structure.temporal import ltp_stack
@@ -64,6 +65,18 @@ class CliqueCNN(Method):
     """Classify samples into compact cliques, batch by batch of mutually distant cliques."""
 
     name = "cliquecnn"
+    option_ranges = {
+        "k_clique": AT_LEAST_1,
+        "min_clique": AT_LEAST_1,
+        "n_batches": AT_LEAST_1,
+        "cliques_per_batch": AT_LEAST_1,
+        "lambda1": NON_NEGATIVE,
+        "lambda2": NON_NEGATIVE,
+        "lambda3": NON_NEGATIVE,
+        "cccp_iters": AT_LEAST_1,
+        "temperature": POSITIVE,
+        "ltp": NON_NEGATIVE,
+    }
 
     def __init__(
         self,

@@ -41,8 +41,9 @@ from labelfree.losses.frames import (
     soft_argmax,
     spatial_softmax,
 )
+from labelfree.options import AT_LEAST_1, NON_NEGATIVE, POSITIVE, UNIT, KeywordOptions, Range
 from labelfree.train.loop import TrainConfig, train
-from labelfree.utils import KeywordOptions, atomic_torch_save, choose_device, seed_everything
+from labelfree.utils import atomic_torch_save, choose_device, seed_everything
 
 MODEL_FORMAT = "labelfree-model"
 
@@ -59,6 +60,19 @@ class FrameMethod(KeywordOptions):
     """Shared fit / points / save / load of the object-frame methods."""
 
     name: ClassVar[str] = ""
+    option_ranges: ClassVar[dict[str, Range]] = {
+        "width": POSITIVE,
+        "epochs": AT_LEAST_1,
+        "batch_size": AT_LEAST_1,
+        "lr": POSITIVE,
+        "weight_decay": NON_NEGATIVE,
+        "strength": NON_NEGATIVE,
+        "seed": NON_NEGATIVE,
+    }
+    option_choices: ClassVar[dict[str, tuple[str, ...]]] = {
+        "arch": ARCHS,
+        "pairs": ("auto", "warp", "flow"),
+    }
     start = "scratch"  # frame networks are learnt from scratch (seed 004 throughout)
 
     def __init__(
@@ -90,7 +104,10 @@ class FrameMethod(KeywordOptions):
             strength: multiplies every σ of the random warps (1.0 = released-code defaults).
             pairs: ``warp`` (synthetic TPS pairs), ``flow`` (consecutive frames with exact flow
                 in ``meta["flow"]``), ``auto`` (flow when the data has it).
+            seed: random seed of the warps and the initialisation (CPU runs repeat exactly).
+            device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
             amp: bf16 autocast on CUDA.
+            progress: show progress bars.
         """
         if arch not in ARCHS:
             raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
@@ -212,6 +229,11 @@ class FrameMethod(KeywordOptions):
         self._finalize(images)
         return self
 
+    def validate_params(self) -> None:
+        """Every option's type and range, and the device."""
+        super().validate_params()
+        choose_device(self.device)
+
     def fit(
         self,
         images: ImageSet,
@@ -220,6 +242,7 @@ class FrameMethod(KeywordOptions):
         on_epoch_end: Any = None,
     ) -> FrameMethod:
         """Train on the unlabeled ``images`` from warp (or flow) pairs."""
+        self.validate_params()
         if len(images) < self.min_items():
             raise DataError(f"{images.name}: {len(images)} images; {self.name} needs at least 2")
         device = self._build(images)
@@ -338,6 +361,7 @@ class FSE(FrameMethod):
     """Unsupervised landmarks by factorized spatial embeddings (seed 004 Ch.4 eqs. 6, 8'', 9)."""
 
     name = "fse"
+    option_ranges = {"k": AT_LEAST_1, "gamma": NON_NEGATIVE, "pool": AT_LEAST_1}
 
     def __init__(self, *, k: int = 10, gamma: float = 500.0, pool: int = 4, **common: Any):
         """Args:
@@ -371,6 +395,13 @@ class Dense(FrameMethod):
     """Dense equivariant labelling Φ_u(x) ∈ ℝᴰ (seed 004 Ch.5 eqs. 4–5; METHODS.md §6.2)."""
 
     name = "dense"
+    option_ranges = {
+        "dim": AT_LEAST_1,
+        "gamma": POSITIVE,
+        "n_points": AT_LEAST_1,
+        "chunk": AT_LEAST_1,
+    }
+    option_choices = {"loss": ("dist", "log")}
 
     def __init__(
         self,
@@ -453,6 +484,7 @@ class DenseSym(Dense):
     """
 
     name = "dense-sym"
+    option_ranges = {"mirror_prob": UNIT, "rot_sym": AT_LEAST_1}
 
     def __init__(self, *, mirror_prob: float = 0.5, rot_sym: int = 1, **common: Any):
         """Args:
@@ -495,6 +527,7 @@ class EVC(Dense):
     """
 
     name = "evc"
+    option_ranges = {"n_aux": AT_LEAST_1}
 
     def __init__(self, *, n_aux: int = 1, **common: Any):
         """Args:

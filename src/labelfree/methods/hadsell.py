@@ -13,8 +13,9 @@ import numpy as np
 import torch
 
 from labelfree.graph.knn import knn
-from labelfree.losses.pairs import check_tuple_loss, tuple_loss
+from labelfree.losses.pairs import TUPLE_LOSSES, check_tuple_loss, tuple_loss
 from labelfree.methods.base import Method
+from labelfree.options import AT_LEAST_1, POSITIVE
 from labelfree.structure.tuples import random_non_neighbours, tuple_batches
 
 
@@ -22,6 +23,8 @@ class Hadsell(Method):
     """kNN positives, random negatives (Hadsell, Chopra, LeCun 2006 as used in seed 002 Table 1)."""
 
     name = "hadsell"
+    option_ranges = {"k_pos": AT_LEAST_1, "margin": POSITIVE}
+    option_choices = {"loss": tuple(TUPLE_LOSSES)}
 
     def __init__(
         self,

@@ -34,8 +34,9 @@ from labelfree.graph.manifold import (
     normalize_graph,
     stationary_distribution,
 )
-from labelfree.losses.pairs import check_tuple_loss, tuple_loss
+from labelfree.losses.pairs import TUPLE_LOSSES, check_tuple_loss, tuple_loss
 from labelfree.methods.base import Method
+from labelfree.options import AT_LEAST_1, OPEN_UNIT, POSITIVE
 from labelfree.structure.pools import (
     negative_pool,
     pool_rates,
@@ -49,6 +50,24 @@ class MoM(Method):
     """Mining on Manifolds: metric learning from manifold / Euclidean disagreement (seed 002 §3)."""
 
     name = "mom"
+    option_ranges = {
+        "k_graph": AT_LEAST_1,
+        "alpha": OPEN_UNIT,
+        "cg_iters": AT_LEAST_1,
+        "k_pos": AT_LEAST_1,
+        "k_neg": AT_LEAST_1,
+        "pool_max": AT_LEAST_1,
+        "nn_pos": AT_LEAST_1,
+        "hard_negatives": AT_LEAST_1,
+        "n_anchors": AT_LEAST_1,
+        "margin": POSITIVE,
+    }
+    option_choices = {
+        "positives": ("manifold", "euclidean"),
+        "negatives": ("manifold", "random"),
+        "anchors": ("all", "modes"),
+        "loss": tuple(TUPLE_LOSSES),
+    }
 
     def __init__(
         self,
@@ -80,6 +99,7 @@ class MoM(Method):
             gives about 50 / 100 at 50 per class and 500 / 1000 at 500 per class.
         pool_max: pools are truncated to this many members (50).
         positives: ``manifold`` (P⁺) or ``euclidean`` (the ``nn_pos`` Euclidean neighbours).
+        nn_pos: Euclidean neighbours a positive is drawn from when positives is euclidean (5).
         negatives: ``manifold`` (P⁻, hardest in the current embedding) or ``random``
             (uniform among items outside the anchor's positives).
         weighted: multiply each tuple's loss by the manifold similarity s_m(x^r, x⁺) — the
@@ -94,11 +114,13 @@ class MoM(Method):
             the current embedding (10 in the authors' code).
         anchors: ``all`` items (small sets) or ``modes``: local maxima of the stationary
             distribution of the random walk on the largest component, top ``n_anchors``.
+        n_anchors: how many modes serve as anchors with ``anchors=modes`` (None: all modes).
         degree_normalized: rank manifold neighbours by f_i(j)/√d_j-style degree-normalised
             similarity instead of f (removes hub bias; see ``manifold_similarity``). Off by
             default: the paper ranks by f.
         loss: ``triplet`` (margin 0.5, the paper's fine-grained setting) or ``contrastive``
             (margin 0.7).
+        margin: overrides the loss's default margin.
         """
         super().__init__(**common)
         if positives not in ("manifold", "euclidean"):

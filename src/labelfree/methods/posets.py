@@ -46,6 +46,7 @@ import torch
 from labelfree.graph.knn import knn, l2_normalize
 from labelfree.losses.poset import posets_objective
 from labelfree.methods.base import Method
+from labelfree.options import AT_LEAST_1, NON_NEGATIVE, POSITIVE, Range
 from labelfree.structure.cliques import build_cliques
 
 
@@ -105,6 +106,18 @@ class Posets(Method):
     """Surrogate classes plus partially ordered sets of the unassigned samples."""
 
     name = "posets"
+    option_ranges = {
+        "top_frac": Range(0, 1, lo_open=True),
+        "max_neighbourhood": AT_LEAST_1,
+        "min_class": AT_LEAST_1,
+        "n_nearest": AT_LEAST_1,
+        "lam": NON_NEGATIVE,
+        "gamma": NON_NEGATIVE,
+        "sigma_min": POSITIVE,
+        "temperature": POSITIVE,
+        "per_class": AT_LEAST_1,
+        "g_steps": NON_NEGATIVE,
+    }
 
     def __init__(
         self,

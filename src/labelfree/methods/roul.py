@@ -45,6 +45,7 @@ from labelfree.losses.orders import (
 )
 from labelfree.methods.base import Method
 from labelfree.nets.order_net import OrderNet
+from labelfree.options import AT_LEAST_1, NON_NEGATIVE, POSITIVE, UNIT, Range
 from labelfree.structure.orders import (
     AUG,
     OTHER_CORE,
@@ -59,6 +60,34 @@ class ROUL(Method):
     """Relative orders from k-means cores, MS + memory bank, mutual ROC/MOC constraints."""
 
     name = "roul"
+    option_ranges = {
+        "clusters": NON_NEGATIVE,
+        "core_fraction": POSITIVE,
+        "core_min_share": UNIT,
+        "kmeans_iters": AT_LEAST_1,
+        "n_aug": AT_LEAST_1,
+        "n_same": NON_NEGATIVE,
+        "n_other": NON_NEGATIVE,
+        "aug_vs_core": Range(0, 1),
+        "random_fraction": UNIT,
+        "lam_p": POSITIVE,
+        "lam_n": POSITIVE,
+        "var_weight": NON_NEGATIVE,
+        "roc_weight": NON_NEGATIVE,
+        "roc_alpha": POSITIVE,
+        "moc_weight": NON_NEGATIVE,
+        "moc_alpha": POSITIVE,
+        "order_hidden": AT_LEAST_1,
+        "rerank_m": AT_LEAST_1,
+        "rerank_views": NON_NEGATIVE,
+        "rerank_lambda": NON_NEGATIVE,
+        "rerank_alpha": NON_NEGATIVE,
+    }
+    option_choices = {
+        "roc_form": ("paper", "hinge"),
+        "roc_orders": ("predicted", "target"),
+        "cooperative": ("joint", "alternate"),
+    }
 
     def __init__(
         self,
