@@ -13,6 +13,7 @@ Run directory layout::
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import time
@@ -26,20 +27,26 @@ from labelfree.evaluate.metrics import evaluate_embeddings, recall_ks_for
 from labelfree.features.base import compute_features, get_extractor
 from labelfree.methods.base import Method
 from labelfree.train import distributed as dist
-from labelfree.utils import atomic_write_json, choose_device
+from labelfree.utils import (
+    atomic_write_bytes,
+    atomic_write_json,
+    choose_device,
+    kill_point_for_tests,
+)
 
 INITIAL_FEATURES = ("pixels", "hog", "hog-lda")
 RUN_MARKER = "config.json"
 
 
-def prepare_run_dir(out: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
-    """Create ``out``; refuse an existing non-empty folder unless asked to overwrite or resume."""
+def check_run_dir(out: str | Path, overwrite: bool = False, resume: bool = False) -> None:
+    """The checks of :func:`prepare_run_dir` without touching the disk, so that a command can
+    refuse a bad ``--out`` before it loads data or trains."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise DataError(f"--out {out}: exists and is not a folder")
     if out.exists() and any(out.iterdir()):
         if resume:
-            return out
+            return
         if not overwrite:
             raise DataError(
                 f"--out {out}: folder exists and is not empty; pass --overwrite to replace the "
@@ -49,9 +56,32 @@ def prepare_run_dir(out: str | Path, overwrite: bool = False, resume: bool = Fal
             raise DataError(
                 f"--out {out}: refusing to overwrite a folder that does not hold a labelfree run"
             )
-        shutil.rmtree(out)
     elif resume:
         raise DataError(f"--resume: {out} holds no run to resume")
+
+
+def check_before_run(
+    method: Any, train: ImageSet, out: str | Path, overwrite: bool, resume: bool
+) -> None:
+    """Everything that can be refused before the run folder is created: the options, the
+    size of the training set, the output folder."""
+    method.validate_params()
+    if len(train) < method.min_items():
+        raise DataError(
+            f"{train.name}: {len(train)} images, but method {method.name!r} with these "
+            f"options needs at least {method.min_items()}"
+        )
+    check_run_dir(out, overwrite=overwrite, resume=resume)
+
+
+def prepare_run_dir(out: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
+    """Create ``out``; refuse an existing non-empty folder unless asked to overwrite or resume."""
+    check_run_dir(out, overwrite=overwrite, resume=resume)
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        if resume:
+            return out
+        shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     return out
 
@@ -93,6 +123,7 @@ def evaluate_representations(
     out: dict[str, dict[str, float]] = {}
     settings: dict[str, Any] = {}
     for name in features:
+        kill_point_for_tests("evaluate")
         # The method's own g(x) is already fitted on ``train``: reuse it.
         ext = method.extractor if name == method.features else get_extractor(name).fit(train)
         feats = compute_features(ext, eval_set, cache=method.cache)
@@ -120,6 +151,7 @@ def fit_run(
     and write metrics.json and the report. Returns the metrics (empty without evaluation)."""
     from labelfree.frames.pipeline import is_frame_method, run_frames
 
+    check_before_run(method, train, out, overwrite, resume)
     if is_frame_method(method):  # pixel-level object frames: landmark / flow probes
         return run_frames(method, train, out, eval_set, overwrite, resume, report=report)
     # Under torchrun every rank runs this function; rank 0 alone touches the run folder.
@@ -153,13 +185,16 @@ def fit_run(
             "nmi_kmeans": nmi_settings,
         },
     }
-    atomic_write_json(out / "metrics.json", result)
+    # Both files atomic, metrics.json last: its presence marks a complete evaluation.
+    buf = io.BytesIO()
     np.savez(
-        out / "eval_embeddings.npz",
+        buf,
         embeddings=emb,
         labels=eval_set.labels,
         paths=np.array(eval_set.paths or [], dtype=str),
     )
+    atomic_write_bytes(out / "eval_embeddings.npz", buf.getvalue())
+    atomic_write_json(out / "metrics.json", result)
     if report:
         from labelfree.report.html import retrieval_grid, write_report
 

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from .decode import resize_square
-from .imageset import DataError, ImageSet
+from .imageset import DataError, ImageSet, check_pixel_memory
 
 __all__ = ["BUNDLED_SPLITS", "digits", "mnist5k"]
 
@@ -48,6 +48,7 @@ def _make_set(
     grey = grey[idx]
     rgb = np.repeat(grey[..., None], 3, axis=3)
     if image_size is not None and rgb.shape[1:3] != (image_size, image_size):
+        check_pixel_memory(len(rgb), image_size, f"{dataset} images")
         rgb = np.stack([resize_square(im, image_size) for im in rgb])
     class_ids = {d: i for i, d in enumerate(wanted)}
     labels = np.array([class_ids[int(d)] for d in digit[idx]], dtype=np.int64)
@@ -114,6 +115,7 @@ def digits(split: str = "all", image_size: int | None = None) -> ImageSet:
     size = 32 if image_size is None else int(image_size)
     if size <= 0:
         raise DataError(f"digits: image_size must be positive, got {image_size}")
+    check_pixel_memory(1797, size, "digits images", bytes_per_pixel=8)  # float resampling
     grey, digit = _digits_arrays(size)
     return _make_set("digits", split, grey, digit, None)
 

@@ -27,7 +27,7 @@ from typing import Literal
 import numpy as np
 
 from .decode import decode_image, resize_square
-from .imageset import DataError, ImageSet
+from .imageset import DataError, ImageSet, check_pixel_memory
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -50,6 +50,10 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
 
 #: Show a progress bar only for collections at least this large.
 PROGRESS_MIN_ITEMS = 256
+#: Images with a side shorter than this are refused (or skipped under on_error="skip"): a 1×1 or
+#: 2×3 "image" is a placeholder or a tracking pixel, not a picture; resizing it to image_size
+#: would give a flat square that only adds noise to the neighbourhoods.
+MIN_IMAGE_SIDE = 4
 
 # Words accepted as the path column's header in a list file (compared in lower case).
 _PATH_HEADERS = frozenset(
@@ -174,6 +178,7 @@ def decode_files(
     image_size = _check_size(image_size)
     n = len(paths)
     if image_size is not None:
+        check_pixel_memory(n, image_size, "images")
         out: np.ndarray | None = np.empty((n, image_size, image_size, 3), dtype=np.uint8)
         native: list[np.ndarray | None] = []
     else:
@@ -183,6 +188,12 @@ def decode_files(
     def work(i: int) -> str | None:
         try:
             img = decode_image(paths[i], min_size=image_size)
+            if min(img.shape[:2]) < MIN_IMAGE_SIDE:
+                h, w = img.shape[:2]
+                raise DataError(
+                    f"{paths[i]}: image is {w}×{h} px; images need at least {MIN_IMAGE_SIDE} px "
+                    "on each side"
+                )
             if out is not None:
                 out[i] = resize_square(img, image_size)  # type: ignore[arg-type]
             else:

@@ -22,6 +22,47 @@ class DataError(ValueError):
     """Bad input data: the message names the file, folder or option at fault."""
 
 
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation (Linux ``MemAvailable``; elsewhere the
+    physical memory)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import os
+
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62  # unknown: do not refuse
+
+
+def _gib(n: float) -> str:
+    for unit, scale in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n / 1024:.1f} KiB"
+
+
+def check_pixel_memory(
+    n: int, side: int, what: str = "images", bytes_per_pixel: int = 3, share: float = 0.8
+) -> None:
+    """Refuse, before allocating, to hold ``n`` images of ``side × side`` at ``bytes_per_pixel``
+    (3: decoded RGB; more where generation keeps float planes) when they would take more than
+    ``share`` of the memory available now: a one-line :class:`DataError` naming
+    ``--image-size``, instead of numpy's MemoryError traceback or the OOM killer."""
+    need = int(n) * int(side) * int(side) * int(bytes_per_pixel)
+    have = available_memory()
+    if need > share * have:
+        raise DataError(
+            f"--image-size {side}: {n} {what} at {side}×{side} px need {_gib(need)} of memory, "
+            f"this machine has {_gib(have)} available; choose a smaller --image-size"
+        )
+
+
 @dataclass
 class ImageSet:
     """Equally sized RGB images with optional evaluation labels.

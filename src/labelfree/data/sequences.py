@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .imageset import DataError, ImageSet
+from .imageset import DataError, ImageSet, check_pixel_memory
 
 __all__ = [
     "ACTIONS",
@@ -312,6 +312,8 @@ def _render_video(
 def _make_split(split: str, image_size: int, seed: int, frame_step: float) -> ImageSet:
     cfg = SPLITS[split]
     names = list(ACTIONS)
+    n_frames = cfg["videos_per_action"] * len(names) * cfg["frames"]
+    check_pixel_memory(n_frames, image_size, "synthetic pose frames", bytes_per_pixel=8)
     images, video, frame, angles, keypoints, facing, labels = [], [], [], [], [], [], []
     vid = 0
     for rep in range(cfg["videos_per_action"]):

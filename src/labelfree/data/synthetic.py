@@ -30,7 +30,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .imageset import DataError, ImageSet
+from .imageset import DataError, ImageSet, check_pixel_memory
 
 __all__ = [
     "ARM_KEYPOINT_NAMES",
@@ -343,6 +343,8 @@ def synthetic_faces(split: str, n: int | None = None, size: int = 64, seed: int 
 
 
 def _make_faces(split: str, n: int, size: int, seed: int) -> ImageSet:
+    # Rendering keeps a few float32 planes per pixel besides the uint8 image.
+    check_pixel_memory(n, size, "synthetic faces", bytes_per_pixel=32)
     n_id = -(-n // FACE_IMAGES_PER_IDENTITY)
     ident_all = _face_identities(n_id, _rng(seed, split, 0))
     expr = _face_images_params(n, size, _rng(seed, split, 1))
@@ -522,10 +524,11 @@ def arm_sequence(
 
 
 def _make_arm(split: str, n_videos: int, frames: int, size: int, seed: int) -> ImageSet:
+    n = n_videos * frames
+    check_pixel_memory(n, size, "arm frames", bytes_per_pixel=11)  # image + float32 flow
     rng = _rng(seed, split, 2)
     g = np.arange(size, dtype=np.float64)
     py, px = np.meshgrid(g, g, indexing="ij")
-    n = n_videos * frames
     images = np.empty((n, size, size, 3), np.uint8)
     flow = np.full((n, size, size, 2), np.nan, np.float32)
     mask = np.zeros((n, size, size), bool)

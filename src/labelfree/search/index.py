@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,9 +30,14 @@ import numpy as np
 
 from labelfree.data.imageset import DataError
 from labelfree.evaluate.metrics import l2_normalize
-from labelfree.utils import atomic_write_bytes, atomic_write_json
+from labelfree.utils import (
+    atomic_save_npy,
+    atomic_write_bytes,
+    atomic_write_json,
+    kill_point_for_tests,
+)
 
-__all__ = ["EmbeddingIndex", "INDEX_FILE", "META_FILE"]
+__all__ = ["EmbeddingIndex", "INDEX_FILE", "META_FILE", "save_index_folder"]
 
 INDEX_FILE = "index.faiss"
 META_FILE = "meta.json"
@@ -238,6 +245,7 @@ class EmbeddingIndex:
         directory.mkdir(parents=True, exist_ok=True)
         blob = faiss.serialize_index(self._index)
         atomic_write_bytes(directory / INDEX_FILE, np.asarray(blob).tobytes())
+        kill_point_for_tests("index")  # test hook: a kill between the two files
         atomic_write_json(directory / META_FILE, self.meta())
         return directory
 
@@ -290,3 +298,47 @@ class EmbeddingIndex:
 
     def __repr__(self) -> str:
         return f"EmbeddingIndex(kind={self.kind!r}, dim={self.dim}, count={len(self)})"
+
+
+def save_index_folder(
+    directory: str | Path,
+    index: EmbeddingIndex,
+    embeddings: np.ndarray | None = None,
+    model_file: str | Path | None = None,
+) -> Path:
+    """Write a complete index folder (what ``labelfree index`` builds): the index, its metadata,
+    ``embeddings.npy`` and a copy of the model as ``model.pt``.
+
+    Everything is written to a temporary sibling folder that then takes the place of
+    ``directory``, so a kill leaves either the previous folder untouched or the new one complete,
+    never a mix (nor a stale ``graph.npz`` of the previous embeddings). The swap is two renames;
+    a kill between them leaves the previous folder intact under ``.<name>.old<pid>``.
+
+    Raises:
+        DataError: ``directory`` is a file, or a non-empty folder that holds no saved index
+            (it is never replaced, so that an ``--overwrite`` typo cannot delete other files).
+    """
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise DataError(f"{directory}: exists and is not a folder")
+    if (
+        directory.is_dir()
+        and any(directory.iterdir())
+        and not (directory / META_FILE).exists()
+        and not (directory / INDEX_FILE).exists()
+    ):
+        raise DataError(f"{directory}: refusing to replace a folder that holds no search index")
+    staging = directory.with_name(f".{directory.name}.tmp{os.getpid()}")
+    old = directory.with_name(f".{directory.name}.old{os.getpid()}")
+    for leftover in (staging, old):
+        shutil.rmtree(leftover, ignore_errors=True)
+    index.save(staging)
+    if embeddings is not None:
+        atomic_save_npy(staging / "embeddings.npy", np.asarray(embeddings))
+    if model_file is not None:
+        atomic_write_bytes(staging / "model.pt", Path(model_file).read_bytes())
+    if directory.exists():
+        os.replace(directory, old)
+    os.replace(staging, directory)
+    shutil.rmtree(old, ignore_errors=True)
+    return directory
