@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from labelfree.data.imageset import DataError, ImageSet
-from labelfree.utils import atomic_save_npy
+from labelfree.utils import atomic_save_npy, kill_point_for_tests
 
 
 class FeatureExtractor:
@@ -140,5 +140,6 @@ def compute_features(
         except (OSError, ValueError):
             path.unlink(missing_ok=True)  # a damaged cache entry is recomputed
     feats = extractor.transform(images)
+    kill_point_for_tests("features")  # test hook: a kill before the cache file is written
     atomic_save_npy(path, feats)
     return feats

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from labelfree.train import distributed as dist
-from labelfree.utils import atomic_torch_save
+from labelfree.utils import atomic_torch_save, atomic_write_bytes, kill_point_for_tests
 
 CHECKPOINT_FORMAT = "labelfree-checkpoint"
 
@@ -152,6 +152,8 @@ def train(
             restore(structure)
         if start_epoch >= cfg.epochs:
             start_round, start_epoch, structure = start_round + 1, 0, None
+        if rank == 0 and log_path is not None:
+            _rewrite_log(log_path, stage.name, history)
 
     use_amp = cfg.amp and device.type == "cuda"
     for r in range(start_round, cfg.rounds):
@@ -159,6 +161,7 @@ def train(
             reps = initial_reps if r == 0 else represent()
             t0 = time.perf_counter()
             structure = stage.structure(reps, r)
+            kill_point_for_tests(f"{stage.name}:structure")
             stats = structure_stats(structure) if structure_stats else {}
             stats["structure_seconds"] = time.perf_counter() - t0
             structure["_stats"] = stats
@@ -175,7 +178,7 @@ def train(
             bar = _progress(
                 len(batches), f"{cfg.desc} r{r} e{e + 1}/{cfg.epochs}", cfg.progress and rank == 0
             )
-            for batch in batches:
+            for step, batch in enumerate(batches):
                 x = inputs(batch["indices"], True)
                 with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
                     emb = model(x)
@@ -190,6 +193,8 @@ def train(
                 if extra is not None and world > 1:
                     dist.average_gradients(extra)
                 opt.step()
+                if step == 0:
+                    kill_point_for_tests(stage.name)
                 total += float(loss.detach()) * len(batch["indices"])
                 count += len(batch["indices"])
                 bar.update(1)
@@ -255,6 +260,23 @@ def load_checkpoint(path: str | Path, expected_stage: str | None = None) -> dict
             "use another output directory or the matching --method"
         )
     return state
+
+
+def _rewrite_log(path: Path, stage_name: str, history: list[dict[str, Any]]) -> None:
+    """On resume: the log becomes the other stages' records followed by this stage's history from
+    its checkpoint, so that a kill between a checkpoint and its log line, or in the middle of a
+    line, leaves no missing, repeated or broken record. Written atomically."""
+    others = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by a kill
+            if isinstance(rec, dict) and rec.get("stage") != stage_name:
+                others.append(line)
+    lines = others + [json.dumps(_jsonable(r)) for r in history]
+    atomic_write_bytes(path, "".join(f"{line}\n" for line in lines).encode())
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
