@@ -82,7 +82,10 @@ def prepare_run_dir(out: str | Path, overwrite: bool = False, resume: bool = Fal
         if resume:
             return out
         shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a read-only location, a file in the path
+        raise DataError(f"--out {out}: cannot create the run folder ({exc.strerror})") from None
     return out
 
 

@@ -265,7 +265,7 @@ class EmbeddingIndex:
         if missing:
             raise DataError(
                 f"{directory}: no saved search index here (missing {', '.join(missing)}; "
-                "create one with EmbeddingIndex(...).save(directory))"
+                "build one with `labelfree index` or EmbeddingIndex(...).save(directory))"
             )
         try:
             meta = json.loads(meta_path.read_text())
