@@ -28,7 +28,13 @@ import torch
 from torch import nn
 
 from labelfree.data.imageset import DataError, ImageSet
-from labelfree.features.base import FeatureExtractor, compute_features, from_dict, get_extractor
+from labelfree.features.base import (
+    FeatureExtractor,
+    check_finite,
+    compute_features,
+    from_dict,
+    get_extractor,
+)
 from labelfree.options import AT_LEAST_1, NON_NEGATIVE, POSITIVE, KeywordOptions, Range
 from labelfree.train import distributed as dist
 from labelfree.train.loop import TrainConfig, train
@@ -258,6 +264,7 @@ class Method(KeywordOptions):
         self._labels = images.labels
         self.extractor = self._make_extractor().fit(images)
         g = compute_features(self.extractor, images, cache=self.cache)
+        check_finite(g, f"g(x) ({self.features}) of {images.name}")
 
         if self.start == "feature-head":
             from labelfree.nets.heads import FeatureHeadNet
