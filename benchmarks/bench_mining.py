@@ -271,7 +271,8 @@ def pool_quality() -> None:
     anchor, with seed 002's k = 50 / 100 and with :func:`pool_size_rule`, at 500 and 50 per
     class (METHODS.md §0). Labels are used only to score the pools."""
     from labelfree.data import load_data
-    from labelfree.features.base import compute_features, get_extractor
+    from labelfree.features.base import compute_features
+    from labelfree.features.registry import get_extractor
     from labelfree.graph.manifold import mutual_knn_graph, normalize_graph
     from labelfree.structure.pools import mine_pools, pool_rates, pool_size_rule
 

@@ -27,7 +27,8 @@ from _common import peak_rss_mib, print_table  # noqa: E402
 from labelfree.data.registry import load_data  # noqa: E402
 from labelfree.evaluate.metrics import evaluate_embeddings  # noqa: E402
 from labelfree.evaluate.rerank import rerank_metrics  # noqa: E402
-from labelfree.features.base import compute_features, get_extractor  # noqa: E402
+from labelfree.features.base import compute_features  # noqa: E402
+from labelfree.features.registry import get_extractor  # noqa: E402
 from labelfree.methods import get_method  # noqa: E402
 
 DATASETS = {

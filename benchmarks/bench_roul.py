@@ -33,7 +33,8 @@ from bench_quality import (  # noqa: E402
 )
 from labelfree.evaluate.metrics import evaluate_embeddings  # noqa: E402
 from labelfree.evaluate.rerank import roul_rerank_metrics  # noqa: E402
-from labelfree.features.base import compute_features, get_extractor  # noqa: E402
+from labelfree.features.base import compute_features  # noqa: E402
+from labelfree.features.registry import get_extractor  # noqa: E402
 
 ROWS: list[tuple[str, str, dict[str, Any]]] = [
     ("hadsell", "hadsell", {}),

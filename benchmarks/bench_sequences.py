@@ -40,7 +40,8 @@ from _common import peak_rss_mib, print_table  # noqa: E402
 from labelfree.data.registry import load_data  # noqa: E402
 from labelfree.data.sequences import check_sequences, mirror_images, synthetic_poses  # noqa: E402
 from labelfree.evaluate.exemplar import evaluate_exemplars, make_exemplars  # noqa: E402
-from labelfree.features.base import compute_features, get_extractor  # noqa: E402
+from labelfree.features.base import compute_features  # noqa: E402
+from labelfree.features.registry import get_extractor  # noqa: E402
 from labelfree.methods import available_methods, get_method_class  # noqa: E402
 from labelfree.structure.temporal import DEFAULT_P, ltp_stack  # noqa: E402
 

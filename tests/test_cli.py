@@ -181,7 +181,8 @@ def test_evaluate_exemplar_protocol(tmp_path, monkeypatch, capsys):
     from labelfree.data.registry import load_data
     from labelfree.data.sequences import mirror_images
     from labelfree.evaluate.exemplar import exemplar_protocol
-    from labelfree.features.base import compute_features, get_extractor
+    from labelfree.features.base import compute_features
+    from labelfree.features.registry import get_extractor
     from labelfree.methods import load_model
 
     out = tmp_path / "run"

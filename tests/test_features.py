@@ -10,9 +10,10 @@ from sklearn.exceptions import NotFittedError
 
 import labelfree.features.hog as hog_module
 from labelfree.data.imageset import DataError, ImageSet
-from labelfree.features.base import compute_features, from_dict, get_extractor
+from labelfree.features.base import compute_features
 from labelfree.features.hog import HOGExtractor, HOGLDAExtractor, default_cell_size
 from labelfree.features.pixels import PixelsExtractor
+from labelfree.features.registry import from_dict, get_extractor
 
 
 def _random_images(n: int, size: int = 28, seed: int = 0) -> ImageSet:

@@ -1,21 +1,11 @@
 """A run, end to end: fit a method, evaluate it beside the initial features, write the outputs.
 
-Run directory layout::
-
-    config.json        method, options, data, start
-    model.pt           the fitted model (labelfree.load_model)
-    checkpoint.pt      training state for --resume (distill.pt for the distillation stage)
-    log.jsonl          one record per epoch (loss, seconds, structure diagnostics)
-    metrics.json       {"representations": {name: {metric: value}}, "run": {...}}
-    eval_embeddings.npz  embeddings of the evaluation set (with labels and paths)
-    retrieval.png, loss.png, report.html
+The run folder's layout and helpers are in :mod:`labelfree.runs`.
 """
 
 from __future__ import annotations
 
 import io
-import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -24,8 +14,10 @@ import numpy as np
 
 from labelfree.data.imageset import DataError, ImageSet
 from labelfree.evaluate.metrics import evaluate_embeddings, recall_ks_for
-from labelfree.features.base import compute_features, get_extractor
+from labelfree.features.base import compute_features
+from labelfree.features.registry import get_extractor
 from labelfree.methods.base import Method
+from labelfree.runs import check_before_run, start_run
 from labelfree.train import distributed as dist
 from labelfree.utils import (
     atomic_write_bytes,
@@ -35,78 +27,6 @@ from labelfree.utils import (
 )
 
 INITIAL_FEATURES = ("pixels", "hog", "hog-lda")
-RUN_MARKER = "config.json"
-
-
-def check_run_dir(out: str | Path, overwrite: bool = False, resume: bool = False) -> None:
-    """The checks of :func:`prepare_run_dir` without touching the disk, so that a command can
-    refuse a bad ``--out`` before it loads data or trains."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise DataError(f"--out {out}: exists and is not a folder")
-    if out.exists() and any(out.iterdir()):
-        if resume:
-            return
-        if not overwrite:
-            raise DataError(
-                f"--out {out}: folder exists and is not empty; pass --overwrite to replace the "
-                "run in it, --resume to continue it, or choose another folder"
-            )
-        if not (out / RUN_MARKER).exists():
-            raise DataError(
-                f"--out {out}: refusing to overwrite a folder that does not hold a labelfree run"
-            )
-    elif resume:
-        raise DataError(f"--resume: {out} holds no run to resume")
-
-
-def check_before_run(
-    method: Any, train: ImageSet, out: str | Path, overwrite: bool, resume: bool
-) -> None:
-    """Everything that can be refused before the run folder is created: the options, the
-    size of the training set, the output folder."""
-    method.validate_params()
-    if len(train) < method.min_items():
-        raise DataError(
-            f"{train.name}: {len(train)} images, but method {method.name!r} with these "
-            f"options needs at least {method.min_items()}"
-        )
-    check_run_dir(out, overwrite=overwrite, resume=resume)
-
-
-def prepare_run_dir(out: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
-    """Create ``out``; refuse an existing non-empty folder unless asked to overwrite or resume."""
-    check_run_dir(out, overwrite=overwrite, resume=resume)
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        if resume:
-            return out
-        shutil.rmtree(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:  # a read-only location, a file in the path
-        raise DataError(f"--out {out}: cannot create the run folder ({exc.strerror})") from None
-    return out
-
-
-def start_run(
-    method: Any,
-    train: ImageSet,
-    eval_set: ImageSet | None,
-    out: str | Path,
-    overwrite: bool = False,
-    resume: bool = False,
-) -> Path:
-    """Prepare the run folder and write its config.json (method, options, data)."""
-    out = prepare_run_dir(out, overwrite=overwrite, resume=resume)
-    config = {
-        "method": method.name,
-        "params": method.get_params(),
-        "train": {"name": train.name, "n": len(train), "image_size": list(train.image_size)},
-        "eval": None if eval_set is None else {"name": eval_set.name, "n": len(eval_set)},
-    }
-    atomic_write_json(out / RUN_MARKER, config)
-    return out
 
 
 def evaluate_representations(
@@ -204,10 +124,3 @@ def fit_run(
         retrieval_grid(eval_set, emb, out / "retrieval.png", seed=method.seed)
         write_report(out)
     return result
-
-
-def load_metrics(run_dir: str | Path) -> dict[str, Any]:
-    path = Path(run_dir) / "metrics.json"
-    if not path.exists():
-        raise DataError(f"{run_dir}: no metrics.json (was the run fitted with --eval?)")
-    return json.loads(path.read_text())

@@ -126,7 +126,7 @@ def evaluate(
 def _extractor(name: str) -> Any:
     """An initial representation to score beside the model, fitted on the evaluation data.
     ``backbone`` only as the model's own g(x): a built-in backbone here would be random."""
-    from labelfree.features.base import get_extractor
+    from labelfree.features.registry import get_extractor
 
     if name == "backbone":
         raise DataError(

@@ -99,7 +99,8 @@ def fit(
 ) -> None:
     """Train a label-free method on DATA and write model, metrics and report to OUT."""
     from labelfree.methods import get_method
-    from labelfree.pipeline import check_run_dir, fit_run
+    from labelfree.pipeline import fit_run
+    from labelfree.runs import check_run_dir
 
     opts: dict[str, Any] = {}
     if recipe is not None:

@@ -18,8 +18,8 @@ def report(
     ],
 ) -> None:
     """(Re)write the HTML report of a run from its files."""
-    from labelfree.pipeline import load_metrics
     from labelfree.report.html import write_report
+    from labelfree.runs import load_metrics
 
     load_metrics(run_dir)
     console.print(f"report: {write_report(run_dir)}")

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import functools
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -145,6 +146,28 @@ SPLITS: dict[str, dict[str, int]] = {
 DEFAULT_IMAGE_SIZE = 48
 #: The per-frame arrays of ``meta`` (indexed along with the images by ``ImageSet.subset``).
 PER_ITEM_KEYS = ("video", "frame", "angles", "keypoints", "facing")
+
+
+@dataclass
+class Exemplars:
+    """Query exemplars with labelled frames (indices into one collection).
+
+    Attributes:
+        queries: ``(Q,)`` query item indices.
+        positives: per query, the indices of its positive frames.
+        negatives: per query, the indices of its negative frames.
+        pos_flip: per query, for each positive, whether it matches the *mirrored* query.
+        neg_flip: likewise for the negatives.
+    """
+
+    queries: np.ndarray
+    positives: list[np.ndarray]
+    negatives: list[np.ndarray]
+    pos_flip: list[np.ndarray] = field(default_factory=list)
+    neg_flip: list[np.ndarray] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.queries)
 
 
 def _rot(v: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -448,8 +471,6 @@ def load_olympic_sports(
             is not in ``frames/`` (or was skipped as unreadable), or a malformed row.
     """
     import csv
-
-    from labelfree.evaluate.exemplar import Exemplars
 
     from .folder import decode_files, finish_imageset
 

@@ -54,11 +54,10 @@ made per sport.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
 from labelfree.data.imageset import DataError, ImageSet
+from labelfree.data.sequences import Exemplars, check_sequences
 from labelfree.graph.knn import l2_normalize
 
 __all__ = [
@@ -76,28 +75,6 @@ __all__ = [
 #: The 101 false-positive rates at which per-query curves are averaged.
 FPR_GRID = np.linspace(0.0, 1.0, 101)
 MIRROR_MODES = ("best", "annotated", "image")
-
-
-@dataclass
-class Exemplars:
-    """Query exemplars with labelled frames (indices into one collection).
-
-    Attributes:
-        queries: ``(Q,)`` query item indices.
-        positives: per query, the indices of its positive frames.
-        negatives: per query, the indices of its negative frames.
-        pos_flip: per query, for each positive, whether it matches the *mirrored* query.
-        neg_flip: likewise for the negatives.
-    """
-
-    queries: np.ndarray
-    positives: list[np.ndarray]
-    negatives: list[np.ndarray]
-    pos_flip: list[np.ndarray] = field(default_factory=list)
-    neg_flip: list[np.ndarray] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.queries)
 
 
 def pose_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -421,7 +398,6 @@ def exemplar_protocol(
         mirror), ``roc_auc_best`` / ``roc_auc_image`` (the other modes), ``mean_auc``,
         ``mirror_rate`` and ``n_queries``.
     """
-    from labelfree.data.sequences import check_sequences
     from labelfree.structure.temporal import ltp_stack
 
     video, frame = check_sequences(images)

@@ -43,6 +43,19 @@ __all__ = [
 DEFAULT_RIDGE = 1e-2
 
 
+#: The probe errors a frame run reports (lower is better), in table order.
+FRAME_METRICS = (
+    "iod_error_all",
+    "iod_error_1",
+    "iod_error_5",
+    "iod_error_10",
+    "iod_error_20",
+    "matching_px",
+    "flow_matching_px",
+    "flow_matching_pct",
+)
+
+
 def _as_points(points: np.ndarray | torch.Tensor, what: str) -> np.ndarray:
     arr = points.detach().cpu().numpy() if isinstance(points, torch.Tensor) else np.asarray(points)
     if arr.ndim != 3 or arr.shape[-1] != 2:

@@ -88,32 +88,6 @@ def register(cls: type[FeatureExtractor]) -> type[FeatureExtractor]:
     return cls
 
 
-def available_extractors() -> list[str]:
-    _load_builtin()
-    return sorted(_REGISTRY)
-
-
-def get_extractor(name: str, **config: Any) -> FeatureExtractor:
-    """Build an extractor by registry name (``pixels``, ``hog``, ``hog-lda``, ``backbone``)."""
-    _load_builtin()
-    if name not in _REGISTRY:
-        raise DataError(
-            f"unknown feature extractor {name!r}; choose one of {', '.join(sorted(_REGISTRY))}"
-        )
-    return _REGISTRY[name](**config)
-
-
-def from_dict(d: dict[str, Any]) -> FeatureExtractor:
-    ext = get_extractor(d["name"], **d.get("config", {}))
-    ext.load_state_dict(d.get("state", {}))
-    return ext
-
-
-def _load_builtin() -> None:
-    # Importing the modules registers their extractors.
-    from labelfree.features import backbone, hog, pixels  # noqa: F401
-
-
 def cache_dir() -> Path:
     """``$LABELFREE_CACHE`` or ``~/.cache/labelfree``."""
     root = os.environ.get("LABELFREE_CACHE") or os.path.join(

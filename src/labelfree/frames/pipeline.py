@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from labelfree.data.imageset import DataError, ImageSet
+from labelfree.evaluate.landmarks import FRAME_METRICS  # noqa: F401  (re-exported)
 from labelfree.methods.frames import FrameMethod
 from labelfree.utils import atomic_write_json
 
@@ -170,7 +171,7 @@ def run_frames(
     max_probe_train: int = 2000,
 ) -> dict[str, Any]:
     """Fit a frame method into the run folder ``out`` and, with ``eval_set``, probe it."""
-    from labelfree.pipeline import start_run
+    from labelfree.runs import start_run
 
     out = start_run(method, train, eval_set, out, overwrite=overwrite, resume=resume)
     t0 = time.perf_counter()
@@ -217,15 +218,3 @@ def evaluate_frames(method: FrameMethod, eval_set: ImageSet, seed: int = 0) -> d
     else:
         probe_train = probe_test = eval_set
     return {"representations": _probe_all(method, probe_train, probe_test, seed)}
-
-
-FRAME_METRICS = (
-    "iod_error_all",
-    "iod_error_1",
-    "iod_error_5",
-    "iod_error_10",
-    "iod_error_20",
-    "matching_px",
-    "flow_matching_px",
-    "flow_matching_pct",
-)

@@ -28,13 +28,8 @@ import torch
 from torch import nn
 
 from labelfree.data.imageset import DataError, ImageSet
-from labelfree.features.base import (
-    FeatureExtractor,
-    check_finite,
-    compute_features,
-    from_dict,
-    get_extractor,
-)
+from labelfree.features.base import FeatureExtractor, check_finite, compute_features
+from labelfree.features.registry import from_dict, get_extractor
 from labelfree.options import AT_LEAST_1, NON_NEGATIVE, POSITIVE, KeywordOptions, Range
 from labelfree.train import distributed as dist
 from labelfree.train.loop import TrainConfig, train

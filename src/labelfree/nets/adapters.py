@@ -37,7 +37,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from labelfree.nets.backbones import IMAGENET_MEAN, IMAGENET_STD
+#: Channel statistics of ImageNet, the default normalisation of pretrained backbones.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 __all__ = [
     "HFBackbone",

@@ -23,6 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from labelfree.nets.adapters import IMAGENET_MEAN, IMAGENET_STD, build_adapter
+
 __all__ = [
     "BUILTIN_BACKBONES",
     "ResNet18",
@@ -192,9 +194,6 @@ class ResNet18(nn.Module):
         return x
 
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
 BUILTIN_BACKBONES: dict[str, type[nn.Module]] = {"small": SmallConvNet, "resnet18": ResNet18}
 
 
@@ -218,8 +217,6 @@ def build_backbone(name: str, **kw: Any) -> nn.Module:
         ValueError: unknown name (the message lists the choices).
     """
     if name.startswith(ADAPTER_PREFIXES):
-        from labelfree.nets.adapters import build_adapter
-
         return build_adapter(name, **kw)
     key = name.lower()
     if key not in BUILTIN_BACKBONES:

@@ -118,7 +118,7 @@ def write_report(run_dir: str | Path) -> Path:
         reps[f"embedding: {run.get('method', '')} ({run.get('start', '')})"] = reps.pop("embedding")
     frames = run.get("kind") == "frames"
     if frames:  # pixel-level errors (% IOD, px): lower is better
-        from labelfree.frames.pipeline import FRAME_METRICS
+        from labelfree.evaluate.landmarks import FRAME_METRICS
 
         cols, rows = metrics_table_rows(reps, FRAME_METRICS)
     else:
