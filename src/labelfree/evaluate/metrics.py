@@ -49,6 +49,7 @@ from sklearn.metrics import normalized_mutual_info_score
 
 from labelfree.data.imageset import DataError
 from labelfree.graph.knn import l2_normalize
+from labelfree.graph.nn import build_index, check_matrix, drop_self, kmeans, search
 
 __all__ = [
     "cluster_nmi",
@@ -91,15 +92,7 @@ def _check_inputs(emb: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{len(labels)} labels for {len(emb)} embeddings: lengths must match")
     if emb.shape[0] == 0 or emb.shape[1] == 0:
         raise DataError(f"embeddings are empty (shape {emb.shape})")
-    emb = np.ascontiguousarray(emb, dtype=np.float32)
-    bad = ~np.isfinite(emb)
-    if bad.any():
-        n_bad = int(bad.sum())
-        n_rows = int(bad.any(axis=1).sum())
-        raise DataError(
-            f"embeddings contain {n_bad} NaN/inf values (in {n_rows} of {len(emb)} rows)"
-        )
-    return emb, labels
+    return check_matrix(emb, "embeddings"), labels
 
 
 def recall_ks_for(n_items: int, name: str | None = None) -> tuple[int, ...]:
@@ -121,22 +114,6 @@ def _class_structure(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     inv = inv.reshape(-1).astype(np.int64)
     r_per_item = counts[inv].astype(np.int64) - 1
     return inv, r_per_item, counts
-
-
-def _drop_self(indices: np.ndarray, query_ids: np.ndarray) -> np.ndarray:
-    """Remove each row's own index from faiss results of k + 1 columns, leaving k columns.
-
-    When a row does not contain its own index (exact ties with duplicates can push it out),
-    its last column is dropped instead.
-    """
-    is_self = indices == query_ids[:, None]
-    missing = ~is_self.any(axis=1)
-    is_self[missing, -1] = True
-    # Keep only the first match per row so that exactly one column goes.
-    first = np.argmax(is_self, axis=1)
-    keep = np.ones_like(is_self)
-    keep[np.arange(len(indices)), first] = False
-    return indices[keep].reshape(len(indices), indices.shape[1] - 1)
 
 
 def _full_ranking_ap(
@@ -239,13 +216,12 @@ def _top_depth_metrics(
     chunk_size: int,
 ) -> dict[str, float]:
     """R@K, R-precision and MAP@R from faiss's exact top-``depth`` lists, queries in chunks."""
-    index = faiss.IndexFlatIP(x.shape[1])
-    index.add(x)
+    index = build_index(x, "flat")
     acc = _ListScores(ks, depth)
     for c0 in range(0, len(query_ids_all), chunk_size):
         qids = query_ids_all[c0 : c0 + chunk_size]
-        _, nbr = index.search(x[qids], depth + 1)
-        acc.add(_drop_self(nbr, qids), qids, inv, r_per_item)
+        _, nbr = drop_self(*search(index, x[qids], depth + 1), ids=qids)
+        acc.add(nbr, qids, inv, r_per_item)
     return acc.result(len(query_ids_all))
 
 
@@ -346,31 +322,18 @@ def cluster_nmi(
     if not 1 <= k <= n:
         raise DataError(f"k-means needs 1 <= k <= N, got k={k} for N={n} items")
     max_pts = int(math.ceil(n / k)) + 1
-    km = faiss.Kmeans(
-        d,
-        k,
-        niter=int(niter),
-        nredo=int(nredo),
-        seed=int(seed),
-        spherical=bool(normalize),
-        max_points_per_centroid=max_pts,
-        min_points_per_centroid=1,
-        verbose=False,
-    )
     with _faiss_threads_for(n):
-        km.train(x)
-        _, assign = km.index.search(x, 1)
-    nmi = float(normalized_mutual_info_score(labels, assign[:, 0]))
-    settings = {
-        "algorithm": "faiss.Kmeans",
-        "k": k,
-        "niter": int(niter),
-        "nredo": int(nredo),
-        "seed": int(seed),
-        "spherical": bool(normalize),
-        "max_points_per_centroid": max_pts,
-    }
-    return nmi, settings
+        res = kmeans(
+            x,
+            k,
+            niter=niter,
+            nredo=nredo,
+            seed=seed,
+            spherical=normalize,
+            max_points_per_centroid=max_pts,
+        )
+    nmi = float(normalized_mutual_info_score(labels, res.assign))
+    return nmi, {**res.settings, "max_points_per_centroid": max_pts}
 
 
 def evaluate_embeddings(

@@ -16,7 +16,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from labelfree.data.imageset import DataError, ImageSet
+from labelfree.data.imageset import ImageSet
+from labelfree.graph.nn import check_matrix
 from labelfree.utils import atomic_save_npy, kill_point_for_tests
 
 
@@ -70,13 +71,8 @@ class FeatureExtractor:
 
 def check_finite(x: np.ndarray, what: str) -> None:
     """Raise a :class:`DataError` naming ``what`` when ``x`` holds NaN or inf."""
-    bad = ~np.isfinite(x)
-    if bad.any():
-        rows = np.flatnonzero(bad.reshape(len(x), -1).any(axis=1)) if x.ndim > 1 else [0]
-        raise DataError(
-            f"{what}: {int(bad.sum())} NaN/inf values in {len(rows)} rows "
-            f"(first rows: {list(map(int, rows[:5]))})"
-        )
+    x = np.asarray(x)
+    check_matrix(x.reshape(len(x), -1) if x.ndim > 1 else x, what)
 
 
 _REGISTRY: dict[str, type[FeatureExtractor]] = {}

@@ -6,10 +6,10 @@ N×N matrix is ever held).
 
 from __future__ import annotations
 
-import faiss
 import numpy as np
 
 from labelfree.data.imageset import DataError
+from labelfree.graph.nn import build_index, drop_self, search
 
 
 def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
@@ -33,14 +33,7 @@ def knn(
         raise DataError(f"{n} items are too few for k = {k} nearest neighbours (need {need})")
     xb = l2_normalize(x)
     xq = xb if queries is None else l2_normalize(queries)
-    index = faiss.IndexFlatIP(xb.shape[1])
-    index.add(xb)
+    index = build_index(xb, "flat")
     if queries is not None or not exclude_self:
-        return index.search(xq, k)
-    sims, idx = index.search(xq, k + 1)
-    # Drop each row's own index (usually first, but ties with duplicates can move it).
-    own = idx == np.arange(n)[:, None]
-    missing = ~own.any(axis=1)
-    own[missing, -1] = True  # self not retrieved (duplicates): drop the last instead
-    keep = ~own
-    return sims[keep].reshape(n, k), idx[keep].reshape(n, k)
+        return search(index, xq, k)
+    return drop_self(*search(index, xq, k + 1))

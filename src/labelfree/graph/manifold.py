@@ -21,17 +21,23 @@ anchor (∝ N^1.08); a 10⁵-item mining run (HNSW graph + pools for 1,000 ancho
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Iterator
 
-import faiss
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse import csgraph
 
 from labelfree.data.imageset import DataError
 from labelfree.graph.knn import knn, l2_normalize
+from labelfree.graph.nn import (
+    build_index,
+    check_matrix,
+    default_nlist,
+    drop_self,
+    search,
+    set_search_depth,
+)
 
 #: Above this many items :func:`knn_graph` switches to approximate search by default.
 APPROX_THRESHOLD = 50_000
@@ -42,27 +48,6 @@ MAX_DENSE_FLOATS = 200_000_000
 # --------------------------------------------------------------------------------------------
 # kNN graphs
 # --------------------------------------------------------------------------------------------
-
-
-def _check_features(x: np.ndarray, what: str = "features") -> np.ndarray:
-    x = np.asarray(x)
-    if x.ndim != 2:
-        raise DataError(f"{what} must be a 2-D array (items × dimensions), got shape {x.shape}")
-    if not np.isfinite(x).all():
-        raise DataError(f"{what} contain NaN or inf values")
-    return x
-
-
-def _drop_self(sims: np.ndarray, idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Remove each row's own index from a ``(N, k + 1)`` result (the last column when absent).
-
-    Exactly one column is dropped per row, even if an index returned the row itself twice.
-    """
-    n = len(idx)
-    own = idx == np.arange(n)[:, None]
-    own[~own.any(axis=1), -1] = True
-    keep = ~(own & (np.cumsum(own, axis=1) == 1))
-    return sims[keep].reshape(n, k), idx[keep].reshape(n, k)
 
 
 def knn_graph(
@@ -107,7 +92,7 @@ def knn_graph(
     Raises:
         DataError: fewer than ``k + 1`` items, a non-2-D array or non-finite values.
     """
-    x = _check_features(x)
+    x = check_matrix(x)
     n = len(x)
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
@@ -118,28 +103,20 @@ def knn_graph(
     if not approximate:
         return knn(x, k)
     xb = l2_normalize(x)
-    d = xb.shape[1]
     if method == "hnsw":
-        index = faiss.IndexHNSWFlat(d, hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = 40
-        index.add(xb)
-        index.hnsw.efSearch = ef_search or max(2 * (k + 1), 64)
+        index = build_index(xb, "hnsw", hnsw_m=hnsw_m, ef_construction=40)
+        set_search_depth(index, ef_search=ef_search or max(2 * (k + 1), 64))
     elif method == "ivf":
-        lists = nlist or max(1, min(n // 39, int(4 * math.sqrt(n))))
-        quantizer = faiss.IndexFlatIP(d)
-        index = faiss.IndexIVFFlat(quantizer, d, lists, faiss.METRIC_INNER_PRODUCT)
-        index.train(xb)
-        index.add(xb)
-        index.nprobe = min(nprobe, lists)
+        lists = nlist or default_nlist(n)
+        index = build_index(xb, "ivf", nlist=lists)
+        set_search_depth(index, nprobe=nprobe)
     else:
         raise ValueError(f"unknown approximate kNN method {method!r}; use 'hnsw' or 'ivf'")
-    sims, idx = index.search(xb, k + 1)
+    sims, idx = search(index, xb, k + 1)
     bad = np.flatnonzero((idx < 0).any(axis=1))
     if bad.size:  # too few candidates reached: fall back to exact search for those rows
-        flat = faiss.IndexFlatIP(d)
-        flat.add(xb)
-        sims[bad], idx[bad] = flat.search(xb[bad], k + 1)
-    return _drop_self(sims, idx.astype(np.int64, copy=False), k)
+        sims[bad], idx[bad] = search(build_index(xb, "flat"), xb[bad], k + 1)
+    return drop_self(sims, idx)
 
 
 def mutual_knn_graph(
@@ -510,7 +487,7 @@ def diffusion_rerank(
         ``(scores, indices)``, both ``(Q, topk)`` (Q = N with ``queries=None``), by decreasing f;
         unreachable items are padded with index −1 and score 0.
     """
-    db = _check_features(db, "database features")
+    db = check_matrix(db, "database features")
     n = len(db)
     a = mutual_knn_graph(db, k=k, approximate=approximate) if graph is None else graph
     a = _check_square(a)
@@ -521,7 +498,7 @@ def diffusion_rerank(
         return manifold_similarity(
             a_hat, np.arange(n), alpha=alpha, tol=tol, maxiter=maxiter, topk=topk, block=block
         )
-    queries = _check_features(queries, "query features")
+    queries = check_matrix(queries, "query features")
     if queries.shape[1] != db.shape[1]:
         raise DataError(f"queries have {queries.shape[1]} dimensions, the database {db.shape[1]}")
     qk = min(query_k or k, n)

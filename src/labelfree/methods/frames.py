@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from labelfree.data.imageset import DataError, ImageSet
 from labelfree.frames.nets import ARCHS, STRIDE, FrameNet, build_frame_net
 from labelfree.frames.warps import WarpParams, make_pair
+from labelfree.graph.nn import kmeans
 from labelfree.losses.frames import (
     alignment_loss,
     dense_loss,
@@ -449,16 +450,14 @@ class Dense(FrameMethod):
         return self._dense(phi, phi2, pair["G"], pair["mask"])
 
     def _finalize(self, images: ImageSet) -> None:
-        from sklearn.cluster import KMeans
-
         rng = np.random.default_rng(self.seed)
         pick = np.sort(rng.permutation(len(images))[:64])
         m = self.maps(images.subset(pick)).permute(0, 2, 3, 1).reshape(-1, self.dim).numpy()
         norms = np.linalg.norm(m, axis=1)
         conf = m[norms >= np.median(norms)]
         k = min(self.n_points, len(conf))
-        km = KMeans(n_clusters=k, n_init=3, random_state=self.seed).fit(conf)
-        self.refs = torch.from_numpy(km.cluster_centers_.astype(np.float32))
+        km = kmeans(conf, k, nredo=3, seed=self.seed)
+        self.refs = torch.from_numpy(km.centroids)
 
     def points(self, images: ImageSet) -> np.ndarray:
         """M virtual points: per reference label z_m, the soft-argmax of softmax_v⟨z_m, Φ_v⟩."""

@@ -30,6 +30,7 @@ import numpy as np
 
 from labelfree.data.imageset import DataError
 from labelfree.evaluate.metrics import l2_normalize
+from labelfree.graph.nn import check_matrix, make_index, set_search_depth
 from labelfree.utils import (
     atomic_save_npy,
     atomic_write_bytes,
@@ -43,18 +44,6 @@ INDEX_FILE = "index.faiss"
 META_FILE = "meta.json"
 _KINDS = ("flat", "hnsw", "ivf")
 _MIN_POINTS_PER_LIST = 39
-
-
-def _as_matrix(x: Any, what: str) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim == 1:
-        x = x[None, :]
-    if x.ndim != 2:
-        raise DataError(f"{what} must be a 2-D (N, d) array, got shape {x.shape}")
-    bad = ~np.isfinite(x)
-    if bad.any():
-        raise DataError(f"{what} contain {int(bad.sum())} NaN/inf values")
-    return x
 
 
 class EmbeddingIndex:
@@ -94,7 +83,7 @@ class EmbeddingIndex:
     ) -> None:
         if kind not in _KINDS:
             raise DataError(f"unknown index kind {kind!r}: choose one of {', '.join(_KINDS)}")
-        x = _as_matrix(embeddings, "embeddings")
+        x = check_matrix(embeddings, "embeddings")
         if x.shape[1] == 0:
             raise DataError("embeddings have dimension 0")
         self.dim = int(x.shape[1])
@@ -118,26 +107,22 @@ class EmbeddingIndex:
                 npb = int(nprobe) if nprobe is not None else max(1, nl // 8)
                 self.params = {"nlist": nl, "nprobe": npb, "seed": int(seed)}
         if self.kind == "flat":
-            self._index = faiss.IndexFlatIP(self.dim)
+            self._index = make_index(self.dim, "flat")
         elif self.kind == "hnsw":
-            self._index = faiss.IndexHNSWFlat(self.dim, int(hnsw_m), faiss.METRIC_INNER_PRODUCT)
-            self._index.hnsw.efConstruction = int(ef_construction)
-            self._index.hnsw.efSearch = int(ef_search)
             self.params = {
                 "hnsw_m": int(hnsw_m),
                 "ef_search": int(ef_search),
                 "ef_construction": int(ef_construction),
             }
-        else:
-            quantizer = faiss.IndexFlatIP(self.dim)
-            index = faiss.IndexIVFFlat(
-                quantizer, self.dim, self.params["nlist"], faiss.METRIC_INNER_PRODUCT
+            self._index = make_index(
+                self.dim, "hnsw", hnsw_m=hnsw_m, ef_construction=ef_construction
             )
-            index.cp.seed = self.params["seed"]
-            index.train(xn)
-            index.nprobe = self.params["nprobe"]
-            self._quantizer = quantizer  # keep the Python object alive with the index
-            self._index = index
+            set_search_depth(self._index, ef_search=ef_search)
+        else:
+            self._index = make_index(self.dim, "ivf", nlist=self.params["nlist"])
+            faiss.extract_index_ivf(self._index).cp.seed = self.params["seed"]
+            self._index.train(xn)
+            set_search_depth(self._index, nprobe=self.params["nprobe"])
         self._add_normalized(xn, paths, labels)
 
     # ------------------------------------------------------------------ building
@@ -181,7 +166,7 @@ class EmbeddingIndex:
         labels: np.ndarray | Sequence[Any] | None = None,
     ) -> None:
         """Append ``(n, d)`` embeddings (L2-normalised here) and their metadata."""
-        x = _as_matrix(embeddings, "embeddings")
+        x = check_matrix(embeddings, "embeddings")
         self._check_dim(x, "embeddings")
         self._add_normalized(l2_normalize(x), paths, labels)
 
@@ -209,7 +194,7 @@ class EmbeddingIndex:
             DataError: a query dimension different from the index's, NaN/inf queries, or
                 ``k < 1``.
         """
-        q = _as_matrix(queries, "queries")
+        q = check_matrix(queries, "queries")
         self._check_dim(q, "queries")
         if int(k) < 1:
             raise DataError(f"k must be >= 1, got {k}")

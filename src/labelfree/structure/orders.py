@@ -21,10 +21,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import faiss
 import numpy as np
 
 from labelfree.data.imageset import DataError
+from labelfree.graph.nn import kmeans
 
 #: Roles of comparison items, ordered from closest to farthest to the anchor.
 AUG, SAME_CORE, OTHER_CORE, UNKNOWN = 0, 1, 2, -1
@@ -55,14 +55,9 @@ def kmeans_cores(
     n, d = x.shape
     if k < 2 or n < k:
         raise DataError(f"k-means with k = {k} needs at least k ≥ 2 and {k} items (got {n})")
-    km = faiss.Kmeans(d, k, niter=niter, seed=seed, verbose=False, min_points_per_centroid=1)
-    km.train(x)
-    centres = km.centroids.copy()
-    index = faiss.IndexFlatL2(d)
-    index.add(centres)
-    d2, assign = index.search(x, 1)
-    dist = np.sqrt(np.maximum(d2[:, 0], 0.0))
-    assign = assign[:, 0].astype(np.int64)
+    km = kmeans(x, k, niter=niter, seed=seed)
+    centres, assign = km.centroids, km.assign
+    dist = np.sqrt(np.maximum(km.dist, 0.0))
     cc = ((centres[:, None, :] - centres[None, :, :]) ** 2).sum(-1)
     np.fill_diagonal(cc, np.inf)
     delta = float(core_fraction * np.sqrt(max(cc.min(), 0.0)))
