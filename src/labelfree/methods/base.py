@@ -458,7 +458,7 @@ class Method(KeywordOptions):
             raise DataError(
                 f"{path}: model was written by method {state['method']!r}, not {cls.name!r}"
             )
-        from labelfree.methods import get_method_class
+        from labelfree.methods.registry import get_method_class
         from labelfree.nets.heads import build_net
 
         klass = get_method_class(state["method"])

@@ -39,6 +39,7 @@ from labelfree.data.imageset import ImageSet
 from labelfree.data.sequences import check_sequences
 from labelfree.graph.knn import l2_normalize
 from labelfree.methods.base import Method
+from labelfree.methods.registry import register_method
 from labelfree.options import AT_LEAST_1, NON_NEGATIVE, POSITIVE
 from labelfree.structure.clique_batches import clique_means, solve_batches
 from labelfree.structure.cliques import build_cliques
@@ -61,6 +62,7 @@ def clique_batch_loss(emb: torch.Tensor, labels: torch.Tensor, temperature: floa
     return F.cross_entropy(logits / temperature, labels)
 
 
+@register_method
 class CliqueCNN(Method):
     """Classify samples into compact cliques, batch by batch of mutually distant cliques."""
 

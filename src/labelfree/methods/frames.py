@@ -42,6 +42,7 @@ from labelfree.losses.frames import (
     soft_argmax,
     spatial_softmax,
 )
+from labelfree.methods.registry import register_method
 from labelfree.options import AT_LEAST_1, NON_NEGATIVE, POSITIVE, UNIT, KeywordOptions, Range
 from labelfree.train.loop import TrainConfig, train
 from labelfree.utils import atomic_torch_save, choose_device, seed_everything
@@ -358,6 +359,7 @@ class FrameMethod(KeywordOptions):
         return m
 
 
+@register_method
 class FSE(FrameMethod):
     """Unsupervised landmarks by factorized spatial embeddings (seed 004 Ch.4 eqs. 6, 8'', 9)."""
 
@@ -392,6 +394,7 @@ class FSE(FrameMethod):
         return cells_to_pixels(soft_argmax(spatial_softmax(self.maps(images)))).numpy()
 
 
+@register_method
 class Dense(FrameMethod):
     """Dense equivariant labelling Φ_u(x) ∈ ℝᴰ (seed 004 Ch.5 eqs. 4–5; METHODS.md §6.2)."""
 
@@ -474,6 +477,7 @@ class Dense(FrameMethod):
         self.refs = state.get("refs")
 
 
+@register_method
 class DenseSym(Dense):
     """Symmetric object frames (seed 004 Ch.6; METHODS.md §6.3).
 
@@ -518,6 +522,7 @@ class DenseSym(Dense):
         return self._dense(phi, phi2, pair["G"], pair["mask"])
 
 
+@register_method
 class EVC(Dense):
     """Embedding volume compression (seed 004 Ch.7 eq. 3; METHODS.md §6.4).
 
@@ -547,5 +552,3 @@ class EVC(Dense):
         phi_hat = evc_reconstruct(phi, aux if s > 1 else aux[:, 0], chunk=self.chunk)
         return self._dense(phi_hat, phi2, pair["G"], pair["mask"])
 
-
-FRAME_METHODS: tuple[type[FrameMethod], ...] = (FSE, Dense, DenseSym, EVC)

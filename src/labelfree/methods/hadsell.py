@@ -15,10 +15,12 @@ import torch
 from labelfree.graph.knn import knn
 from labelfree.losses.pairs import TUPLE_LOSSES, check_tuple_loss, tuple_loss
 from labelfree.methods.base import Method
+from labelfree.methods.registry import register_method
 from labelfree.options import AT_LEAST_1, POSITIVE
 from labelfree.structure.tuples import random_non_neighbours, tuple_batches
 
 
+@register_method
 class Hadsell(Method):
     """kNN positives, random negatives (Hadsell, Chopra, LeCun 2006 as used in seed 002 Table 1)."""
 

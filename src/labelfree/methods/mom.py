@@ -36,6 +36,7 @@ from labelfree.graph.manifold import (
 )
 from labelfree.losses.pairs import TUPLE_LOSSES, check_tuple_loss, tuple_loss
 from labelfree.methods.base import Method
+from labelfree.methods.registry import register_method
 from labelfree.options import AT_LEAST_1, OPEN_UNIT, POSITIVE
 from labelfree.structure.pools import (
     negative_pool,
@@ -46,6 +47,7 @@ from labelfree.structure.pools import (
 from labelfree.structure.tuples import random_non_neighbours, tuple_batches
 
 
+@register_method
 class MoM(Method):
     """Mining on Manifolds: metric learning from manifold / Euclidean disagreement (seed 002 §3)."""
 

@@ -46,6 +46,7 @@ import torch
 from labelfree.graph.knn import knn, l2_normalize
 from labelfree.losses.poset import posets_objective
 from labelfree.methods.base import Method
+from labelfree.methods.registry import register_method
 from labelfree.options import AT_LEAST_1, NON_NEGATIVE, POSITIVE, Range
 from labelfree.structure.cliques import build_cliques
 
@@ -102,6 +103,7 @@ def refine_assignments(
     return out
 
 
+@register_method
 class Posets(Method):
     """Surrogate classes plus partially ordered sets of the unassigned samples."""
 

@@ -44,6 +44,7 @@ from labelfree.losses.orders import (
     roc_loss,
 )
 from labelfree.methods.base import Method
+from labelfree.methods.registry import register_method
 from labelfree.nets.order_net import OrderNet
 from labelfree.options import AT_LEAST_1, NON_NEGATIVE, POSITIVE, UNIT, Range
 from labelfree.structure.orders import (
@@ -56,6 +57,7 @@ from labelfree.structure.orders import (
 )
 
 
+@register_method
 class ROUL(Method):
     """Relative orders from k-means cores, MS + memory bank, mutual ROC/MOC constraints."""
 
