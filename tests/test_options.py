@@ -160,7 +160,7 @@ def test_features_backbone_uses_the_method_backbone(tmp_path):
     """With a pretrained (hf:) backbone, g(x) is that backbone's pooled output, not a random
     small CNN."""
     m = get_method("hadsell", features="backbone", backbone="hf:" + str(tmp_path))
-    ext = m._make_extractor()
+    ext = m.encoder.extractor()
     assert ext.backbone == "hf:" + str(tmp_path) and ext.pooling == m.pooling
 
 

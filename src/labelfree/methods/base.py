@@ -9,17 +9,13 @@ into the scikit-learn-style API::
     z = m.embed(load_data("mnist5k:test"))
     m.save("model.pt"); m2 = load_model("model.pt")
 
-Three starting points (METHODS.md §0; every run records which one it used):
-
-- ``scratch``: a CNN with random weights.
-- ``distill``: the CNN is first trained, without labels, to reproduce the initial features g(x)
-  (:mod:`labelfree.nets.distill`) — the offline analogue of an ImageNet start.
-- ``feature-head``: an MLP over the cached g(x) instead of a CNN (what a user with
-  foundation-model features wants); no image augmentation is possible there.
+The starting points (scratch, distill, feature-head) and the network are built by
+:class:`labelfree.methods.encoder.Encoder`.
 """
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,7 +25,8 @@ from torch import nn
 
 from labelfree.data.imageset import DataError, ImageSet
 from labelfree.features.base import FeatureExtractor, check_finite, compute_features
-from labelfree.features.registry import from_dict, get_extractor
+from labelfree.features.registry import from_dict
+from labelfree.methods.encoder import Encoder
 from labelfree.options import AT_LEAST_1, NON_NEGATIVE, POSITIVE, KeywordOptions, Range
 from labelfree.train import distributed as dist
 from labelfree.train.loop import TrainConfig, train
@@ -174,13 +171,11 @@ class Method(KeywordOptions):
                 "random CNN — use features=hog-lda (default), hog or pixels"
             )
 
-    def _make_extractor(self) -> FeatureExtractor:
-        """g(x) by name; ``backbone`` is the method's own (pretrained) backbone, pooled."""
-        if self.features == "backbone":
-            return get_extractor(
-                "backbone", backbone=self.backbone, pooling=self.pooling, seed=self.seed
-            )
-        return get_extractor(self.features)
+    @property
+    def encoder(self) -> Encoder:
+        """The start, g(x), backbone, head and distillation settings as one object
+        (:mod:`labelfree.methods.encoder`), which builds the network ``fit`` trains."""
+        return Encoder(**{f.name: getattr(self, f.name) for f in fields(Encoder)})
 
     # ---- the Stage hooks a method implements -------------------------------------------------
     def min_items(self) -> int:
@@ -257,75 +252,26 @@ class Method(KeywordOptions):
         device = dist.local_device(device)
         self.image_size = images.image_size
         self._labels = images.labels
-        self.extractor = self._make_extractor().fit(images)
+        enc = self.encoder
+        self.extractor = enc.extractor().fit(images)
         g = compute_features(self.extractor, images, cache=self.cache)
         check_finite(g, f"g(x) ({self.features}) of {images.name}")
-
-        if self.start == "feature-head":
-            from labelfree.nets.heads import FeatureHeadNet
-
-            # Start from a PCA projection of g(x), so the untrained head keeps g's neighbourhoods.
-            net: nn.Module = FeatureHeadNet(g.shape[1], dim=self.dim, hidden=self.hidden)
-            net.init_from_features(g)
-            g_t = torch.from_numpy(g).to(device)
-
-            def inputs(idx: np.ndarray, augment: bool) -> torch.Tensor:
-                return g_t[torch.as_tensor(idx, device=device)]
-
-        else:
-            from labelfree.data.augment import Augment
-            from labelfree.nets.heads import EmbeddingNet
-
-            net = EmbeddingNet(self.backbone, dim=self.dim, pooling=self.pooling)
-            flip = images.meta.get("hflip", True) if self.flip is None else self.flip
-            aug = (
-                Augment(images.image_size, strength=self.augment, flip=flip).to(device)
-                if self.augment > 0
-                else None
-            )
-
-            def inputs(idx: np.ndarray, augment: bool) -> torch.Tensor:
-                x = images.tensor(np.asarray(idx)).to(device)
-                return aug(x) if (augment and aug is not None) else x
-
-        self.net = net.to(device)
+        self.net, inputs = enc.build(images, g, device)
         self._represent_fn = lambda: self._represent_train(images, inputs)
         if self.start == "distill":
-            from labelfree.nets.distill import DistillStage
-
-            stage = DistillStage(g, dim=self.dim, batch_size=max(self.batch_size, 64) * 2)
-            method_ckpt = Path(run_dir) / "checkpoint.pt" if run_dir is not None else None
-            distill_ckpt = Path(run_dir) / "distill.pt" if run_dir is not None else None
-            cached = (
-                self._distill_cache_path(images, flip, stage.batch_size) if self.cache else None
+            self.history += enc.distill(
+                self.net,
+                images,
+                g,
+                inputs,
+                self._represent_fn,
+                self._train_config(self.distill_epochs, self.distill_lr, "distill", distill=True),
+                batch_size=max(self.batch_size, 64) * 2,
+                extractor=self.extractor,
+                run_dir=run_dir,
+                resume=resume,
+                on_epoch_end=on_epoch_end,
             )
-            if resume and method_ckpt is not None and method_ckpt.exists():
-                pass  # the method's checkpoint holds the network
-            elif (
-                cached is not None
-                and cached.exists()
-                and not (resume and distill_ckpt is not None and distill_ckpt.exists())
-            ):
-                # Same images, g(x), network and distillation settings: reuse the distilled net.
-                self.net.load_state_dict(torch.load(cached, map_location=device))
-            else:
-                self.history += train(
-                    self.net,
-                    stage,
-                    inputs,
-                    g,
-                    self._represent_fn,
-                    self._train_config(
-                        self.distill_epochs, self.distill_lr, "distill", distill=True
-                    ),
-                    run_dir=run_dir,
-                    checkpoint_name="distill.pt",
-                    resume=resume,
-                    extra=stage.projector.to(device),
-                    on_epoch_end=on_epoch_end,
-                )
-                if cached is not None and dist.rank() == 0:
-                    atomic_torch_save(self.net.state_dict(), cached)
         stats = None
         if images.labels is not None:
             labels = images.labels
@@ -348,30 +294,6 @@ class Method(KeywordOptions):
         )
         self.net.eval()
         return self
-
-    def _distill_cache_path(self, images: ImageSet, flip: bool, batch_size: int) -> Path:
-        """Cache file of the distilled network, keyed by everything that determines it."""
-        import hashlib
-        import json
-
-        from labelfree.features.base import cache_dir
-
-        key = {
-            "images": images.fingerprint(),
-            "g": self.extractor.key(),
-            "backbone": self.backbone,
-            "dim": self.dim,
-            "pooling": self.pooling,
-            "augment": self.augment,
-            "flip": flip,
-            "epochs": self.distill_epochs,
-            "lr": self.distill_lr,
-            "weight_decay": self.weight_decay,
-            "batch_size": batch_size,
-            "seed": self.seed,
-        }
-        digest = hashlib.blake2b(json.dumps(key, sort_keys=True).encode(), digest_size=12)
-        return cache_dir() / "distill" / f"{digest.hexdigest()}.pt"
 
     def current_embedding(self) -> np.ndarray:
         """Embedding of every training item by the network as it is now (no augmentation).

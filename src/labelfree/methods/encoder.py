@@ -1,0 +1,180 @@
+"""The network a method starts from: the start, g(x), backbone, head, augmentation, and the
+distillation of g(x) with its cache (METHODS.md §0).
+
+Three starts (every run records which one it used):
+
+- ``scratch``: a CNN (:class:`~labelfree.nets.heads.EmbeddingNet`) with random weights.
+- ``distill``: the CNN is first trained, without labels, to reproduce g(x)
+  (:mod:`labelfree.nets.distill`) — the offline analogue of an ImageNet start. The distilled
+  network is cached on disk, keyed by everything that determines it.
+- ``feature-head``: an MLP over the cached g(x) (:class:`~labelfree.nets.heads.FeatureHeadNet`),
+  initialised as a PCA projection of g(x) so the untrained head keeps g's neighbourhoods; no
+  image augmentation is possible there.
+
+A method holds these settings as its own options today; :attr:`Method.encoder` gathers them
+into this one object, which builds the network and its input function and runs the
+distillation, so that the method's ``fit`` is only the composition.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from labelfree.data.imageset import ImageSet
+from labelfree.features.base import FeatureExtractor, cache_dir
+from labelfree.features.registry import get_extractor
+from labelfree.train import distributed as dist
+from labelfree.train.loop import TrainConfig, train
+from labelfree.utils import atomic_torch_save
+
+#: ``inputs(indices, augment) -> tensor``: what the network reads for those training items.
+Inputs = Callable[[np.ndarray, bool], torch.Tensor]
+
+
+@dataclass
+class Encoder:
+    """Settings of the start; see the module docstring and :class:`Method`'s options."""
+
+    start: str = "distill"
+    features: str = "hog-lda"
+    backbone: str = "small"
+    dim: int = 64
+    pooling: str = "avg"
+    hidden: int = 512
+    augment: float = 1.0
+    flip: bool | None = None
+    distill_epochs: int = 30
+    distill_lr: float = 3e-3
+    weight_decay: float = 5e-4
+    seed: int = 0
+    cache: bool = True
+
+    def extractor(self) -> FeatureExtractor:
+        """g(x) by name; ``backbone`` is the method's own (pretrained) backbone, pooled."""
+        if self.features == "backbone":
+            return get_extractor(
+                "backbone", backbone=self.backbone, pooling=self.pooling, seed=self.seed
+            )
+        return get_extractor(self.features)
+
+    def resolved_flip(self, images: ImageSet) -> bool:
+        """Horizontal flips in augmentation: the option, else what the data allows."""
+        return bool(images.meta.get("hflip", True)) if self.flip is None else bool(self.flip)
+
+    def build(
+        self, images: ImageSet, g: np.ndarray, device: torch.device
+    ) -> tuple[nn.Module, Inputs]:
+        """The untrained network on ``device`` and its input function over ``images``."""
+        if self.start == "feature-head":
+            from labelfree.nets.heads import FeatureHeadNet
+
+            net: nn.Module = FeatureHeadNet(g.shape[1], dim=self.dim, hidden=self.hidden)
+            net.init_from_features(g)
+            g_t = torch.from_numpy(g).to(device)
+
+            def inputs(idx: np.ndarray, augment: bool) -> torch.Tensor:
+                return g_t[torch.as_tensor(idx, device=device)]
+
+            return net.to(device), inputs
+
+        from labelfree.data.augment import Augment
+        from labelfree.nets.heads import EmbeddingNet
+
+        net = EmbeddingNet(self.backbone, dim=self.dim, pooling=self.pooling)
+        aug = (
+            Augment(images.image_size, strength=self.augment, flip=self.resolved_flip(images)).to(
+                device
+            )
+            if self.augment > 0
+            else None
+        )
+
+        def image_inputs(idx: np.ndarray, augment: bool) -> torch.Tensor:
+            x = images.tensor(np.asarray(idx)).to(device)
+            return aug(x) if (augment and aug is not None) else x
+
+        return net.to(device), image_inputs
+
+    def distill(
+        self,
+        net: nn.Module,
+        images: ImageSet,
+        g: np.ndarray,
+        inputs: Inputs,
+        represent: Callable[[], np.ndarray],
+        config: TrainConfig,
+        batch_size: int,
+        extractor: FeatureExtractor,
+        run_dir: str | Path | None = None,
+        resume: bool = False,
+        on_epoch_end: Any = None,
+    ) -> list[dict[str, Any]]:
+        """Train ``net`` to reproduce g(x) (the ``distill`` start), or restore it: from the
+        method's checkpoint on resume, else from the cache. Returns the distillation history."""
+        from labelfree.nets.distill import DistillStage
+
+        device = next(net.parameters()).device
+        stage = DistillStage(g, dim=self.dim, batch_size=batch_size)
+        method_ckpt = Path(run_dir) / "checkpoint.pt" if run_dir is not None else None
+        distill_ckpt = Path(run_dir) / "distill.pt" if run_dir is not None else None
+        cached = (
+            self.cache_path(images, extractor, self.resolved_flip(images), stage.batch_size)
+            if self.cache
+            else None
+        )
+        if resume and method_ckpt is not None and method_ckpt.exists():
+            return []  # the method's checkpoint holds the network
+        if (
+            cached is not None
+            and cached.exists()
+            and not (resume and distill_ckpt is not None and distill_ckpt.exists())
+        ):
+            # Same images, g(x), network and distillation settings: reuse the distilled net.
+            net.load_state_dict(torch.load(cached, map_location=device))
+            return []
+        history = train(
+            net,
+            stage,
+            inputs,
+            g,
+            represent,
+            config,
+            run_dir=run_dir,
+            checkpoint_name="distill.pt",
+            resume=resume,
+            extra=stage.projector.to(device),
+            on_epoch_end=on_epoch_end,
+        )
+        if cached is not None and dist.rank() == 0:
+            atomic_torch_save(net.state_dict(), cached)
+        return history
+
+    def cache_path(
+        self, images: ImageSet, extractor: FeatureExtractor, flip: bool, batch_size: int
+    ) -> Path:
+        """Cache file of the distilled network, keyed by everything that determines it."""
+        key = {
+            "images": images.fingerprint(),
+            "g": extractor.key(),
+            "backbone": self.backbone,
+            "dim": self.dim,
+            "pooling": self.pooling,
+            "augment": self.augment,
+            "flip": flip,
+            "epochs": self.distill_epochs,
+            "lr": self.distill_lr,
+            "weight_decay": self.weight_decay,
+            "batch_size": batch_size,
+            "seed": self.seed,
+        }
+        digest = hashlib.blake2b(json.dumps(key, sort_keys=True).encode(), digest_size=12)
+        return cache_dir() / "distill" / f"{digest.hexdigest()}.pt"
