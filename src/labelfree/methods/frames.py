@@ -551,4 +551,3 @@ class EVC(Dense):
         aux = torch.stack([phi.roll(-(j + 1), 0) for j in range(s)], 1)
         phi_hat = evc_reconstruct(phi, aux if s > 1 else aux[:, 0], chunk=self.chunk)
         return self._dense(phi_hat, phi2, pair["G"], pair["mask"])
-
