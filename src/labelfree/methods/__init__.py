@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from labelfree.methods.base import Method, read_model_file
 from labelfree.methods.cliquecnn import CliqueCNN
+from labelfree.methods.dense import EVC, Dense, DenseSym
 from labelfree.methods.frames import FrameMethod
+from labelfree.methods.fse import FSE
 from labelfree.methods.hadsell import Hadsell
 from labelfree.methods.mom import MoM
 from labelfree.methods.posets import Posets
@@ -27,6 +29,10 @@ def load_model(path: str, device: str = "auto") -> Method:
 __all__ = [
     "Method",
     "FrameMethod",
+    "FSE",
+    "Dense",
+    "DenseSym",
+    "EVC",
     "Hadsell",
     "MoM",
     "CliqueCNN",
