@@ -16,7 +16,7 @@ PIP_TOOLS = pip-tools==7.7.0
 LOCK_FLAGS = --extra=dev --generate-hashes --allow-unsafe --strip-extras \
 	--no-emit-index-url --no-emit-find-links --quiet
 
-.PHONY: setup demo test lint lock lock-upgrade bench bench-quality bench-eval bench-mining bench-mom bench-roul bench-frames bench-surrogate bench-sequences bench-augment bench-search clean
+.PHONY: setup demo test lint lock lock-upgrade bench bench-quality bench-eval bench-mining bench-mom bench-roul bench-frames bench-surrogate bench-sequences bench-augment bench-search gpu-check clean
 
 $(STAMP): $(LOCK) pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -85,6 +85,11 @@ bench-surrogate: $(STAMP)
 # g(x) with / without local temporal pooling, CliqueCNN (+ LTP), Posets.
 bench-sequences: $(STAMP)
 	$(PY) benchmarks/bench_sequences.py
+
+# On a machine with CUDA: CPU/GPU agreement on a tiny input and bf16 training throughput beside a
+# plain pytorch-metric-learning loop (not part of the tests; CI has no GPU). ~3 min.
+gpu-check: $(STAMP)
+	$(PY) benchmarks/gpu_check.py --device cuda
 
 # Augmentation throughput (images/s) beside a plain kornia pipeline of the same ops.
 bench-augment: $(STAMP)
