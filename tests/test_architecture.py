@@ -106,3 +106,12 @@ def test_the_check_finds_a_circle(tmp_path, monkeypatch):
     (pkg / "b.py").write_text("from labelfree import a\n")
     monkeypatch.setattr(__import__(__name__), "SRC", tmp_path)
     assert _cycles(_graph()) == [["labelfree.a", "labelfree.b"]]
+
+
+def test_no_source_file_over_400_lines():
+    long = {
+        str(p.relative_to(SRC)): n
+        for p in SRC.rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > 400
+    }
+    assert not long, f"split these modules (one concern each): {long}"

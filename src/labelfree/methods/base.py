@@ -27,12 +27,12 @@ from labelfree.data.imageset import DataError, ImageSet
 from labelfree.features.base import FeatureExtractor, check_finite, compute_features
 from labelfree.features.registry import from_dict
 from labelfree.methods.encoder import Encoder
+from labelfree.methods.model_file import MODEL_FORMAT, read_model_file
 from labelfree.options import AT_LEAST_1, NON_NEGATIVE, POSITIVE, KeywordOptions, Range
 from labelfree.train import distributed as dist
 from labelfree.train.loop import TrainConfig, train
 from labelfree.utils import atomic_torch_save, choose_device, seed_everything
 
-MODEL_FORMAT = "labelfree-model"
 STARTS = ("scratch", "distill", "feature-head")
 FEATURES = ("pixels", "hog", "hog-lda", "backbone")
 
@@ -396,16 +396,3 @@ class Method(KeywordOptions):
             extra.load_state_dict(state["extra_state"])
             extra.to(choose_device(device)).eval()
         return m
-
-
-def read_model_file(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: no such model file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a damaged file
-        raise DataError(f"{path}: cannot read model file ({exc})") from exc
-    if not isinstance(state, dict) or state.get("format") != MODEL_FORMAT:
-        raise DataError(f"{path}: not a labelfree model file")
-    return state

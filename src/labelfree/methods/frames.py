@@ -31,11 +31,10 @@ import torch.nn.functional as F
 from labelfree.data.imageset import DataError, ImageSet
 from labelfree.frames.nets import ARCHS, STRIDE, FrameNet, build_frame_net
 from labelfree.frames.warps import WarpParams, make_pair
+from labelfree.methods.model_file import MODEL_FORMAT, read_model_file
 from labelfree.options import AT_LEAST_1, NON_NEGATIVE, POSITIVE, KeywordOptions, Range
 from labelfree.train.loop import TrainConfig, train
 from labelfree.utils import atomic_torch_save, choose_device, seed_everything
-
-MODEL_FORMAT = "labelfree-model"
 
 
 def cells_to_pixels(c: torch.Tensor | np.ndarray, stride: int = STRIDE):
@@ -331,7 +330,6 @@ class FrameMethod(KeywordOptions):
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> FrameMethod:
-        from labelfree.methods.base import read_model_file
 
         state = read_model_file(path)
         if cls.name and state["method"] != cls.name:
