@@ -29,7 +29,6 @@ from labelfree.graph.manifold import (
     graph_modes,
     knn_graph,
     largest_component,
-    manifold_similarity,
     mutual_knn_graph,
     normalize_graph,
     stationary_distribution,
@@ -39,10 +38,9 @@ from labelfree.methods.base import Method
 from labelfree.methods.registry import register_method
 from labelfree.options import AT_LEAST_1, OPEN_UNIT, POSITIVE
 from labelfree.structure.pools import (
-    negative_pool,
+    mine_pools,
     pool_rates,
     pool_size_rule,
-    positive_pool,
 )
 from labelfree.structure.tuples import random_non_neighbours, tuple_batches
 
@@ -168,19 +166,22 @@ class MoM(Method):
         depth = max(k_pos, k_neg, self.nn_pos)
         e_idx = table[1] if depth <= width else knn_graph(reps, depth)[1]
         e_idx = e_idx[anchors, :depth]
-        need_manifold = self.positives == "manifold" or self.negatives == "manifold"
-        if need_manifold:
-            degrees = np.asarray(graph.sum(axis=1)).ravel() if self.degree_normalized else None
-            m_sims, m_idx = manifold_similarity(
+        if self.positives == "manifold" or self.negatives == "manifold":
+            # the pools of seed 002 §3.3, as structure.pools.mine_pools builds (and
+            # bench_mining times) them, on the kNN table the graph was built from
+            pos, neg = mine_pools(
+                reps,
                 normalize_graph(graph),
                 anchors,
+                k_pos=k_pos,
+                k_neg=k_neg,
+                max_size=self.pool_max,
                 alpha=self.alpha,
                 maxiter=self.cg_iters,
-                topk=max(k_pos, k_neg),
-                degrees=degrees,
+                degrees=np.asarray(graph.sum(axis=1)).ravel() if self.degree_normalized else None,
+                euclid=(None, e_idx),
             )
         if self.positives == "manifold":
-            pos = positive_pool(m_idx, e_idx, k_pos, self.pool_max, manifold_sims=m_sims)
             members, lengths, w = pos.members, pos.lengths, pos.sims
         else:
             members = e_idx[:, : self.nn_pos]
@@ -189,7 +190,6 @@ class MoM(Method):
         out: dict[str, Any] = {"n": n, "k_pos": k_pos, "k_neg": k_neg}
         keep = lengths > 0
         if self.negatives == "manifold":
-            neg = negative_pool(e_idx, m_idx, k_neg, self.pool_max)
             keep &= neg.lengths > 0
             out["neg"], out["neg_len"] = neg.members[keep], neg.lengths[keep]
         out["anchors"], out["pos"], out["pos_len"] = anchors[keep], members[keep], lengths[keep]

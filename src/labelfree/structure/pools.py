@@ -250,6 +250,7 @@ def mine_pools(
     maxiter: int = 20,
     block: int = 256,
     degrees: np.ndarray | None = None,
+    euclid: tuple[np.ndarray | None, np.ndarray] | None = None,
 ) -> tuple[Pool, Pool]:
     """Both pools of seed 002 §3.3 for ``anchors``: Euclidean neighbours of the anchors,
     their manifold neighbours (:func:`manifold_similarity` with topk = max(k_pos, k_neg)),
@@ -258,11 +259,13 @@ def mine_pools(
 
     ``x`` are the features the graph was built from; ``a_hat`` the normalised graph;
     ``degrees`` (off by default, as in seed 002) switches the manifold ranking to the
-    degree-normalised one of :func:`manifold_similarity`.
+    degree-normalised one of :func:`manifold_similarity`. ``euclid`` = ``(sims or None, ids)``
+    of the anchors' Euclidean neighbours (at least max(k_pos, k_neg) columns) when the caller
+    has them already (MoM reuses the kNN table its graph was built from).
     """
     kmax = min(max(k_pos, k_neg), len(x) - 1)
     k_pos, k_neg = min(k_pos, kmax), min(k_neg, kmax)
-    es, ei = euclidean_neighbours(x, anchors, kmax)
+    es, ei = euclid if euclid is not None else euclidean_neighbours(x, anchors, kmax)
     ms, mi = manifold_similarity(
         a_hat, anchors, alpha=alpha, maxiter=maxiter, topk=kmax, block=block, degrees=degrees
     )
