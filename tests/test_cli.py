@@ -123,7 +123,7 @@ def test_model_of_another_method_is_refused(tmp_path):
 
     from labelfree.data.imageset import DataError
     from labelfree.methods import Hadsell
-    from labelfree.methods.base import MODEL_FORMAT
+    from labelfree.methods.model_file import MODEL_FORMAT
 
     torch.save({"format": MODEL_FORMAT, "method": "mom"}, tmp_path / "m.pt")
     with pytest.raises(DataError, match="written by method 'mom', not 'hadsell'"):

@@ -1,67 +1,41 @@
-"""A run, end to end: fit a method, evaluate it beside the initial features, write the outputs.
+"""A run, end to end: fit a method, let it evaluate itself, write the outputs.
 
-The run folder's layout and helpers are in :mod:`labelfree.runs`.
+The same path serves every method, image-level or pixel-level: the method's own ``evaluate``
+returns :class:`~labelfree.evaluate.results.Metrics` (its rows, its columns, which way is
+better), ``write_evaluation`` leaves its files before metrics.json and ``draw_evaluation`` its
+pictures after. The run folder's layout and helpers are in :mod:`labelfree.runs`.
 """
 
 from __future__ import annotations
 
-import io
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from labelfree.data.imageset import DataError, ImageSet
-from labelfree.evaluate.metrics import evaluate_embeddings, recall_ks_for
-from labelfree.features.base import compute_features
-from labelfree.features.registry import get_extractor
-from labelfree.methods.base import Method
+from labelfree.data.imageset import ImageSet
+from labelfree.evaluate.retrieval_run import INITIAL_FEATURES
 from labelfree.runs import check_before_run, start_run
 from labelfree.train import distributed as dist
-from labelfree.utils import (
-    atomic_write_bytes,
-    atomic_write_json,
-    choose_device,
-    kill_point_for_tests,
-)
+from labelfree.utils import atomic_write_json, choose_device
 
-INITIAL_FEATURES = ("pixels", "hog", "hog-lda")
+__all__ = ["INITIAL_FEATURES", "fit_run", "run_facts"]
 
 
-def evaluate_representations(
-    method: Method,
-    train: ImageSet,
-    eval_set: ImageSet,
-    features: tuple[str, ...] = INITIAL_FEATURES,
-    seed: int = 0,
-) -> tuple[dict[str, dict[str, float]], np.ndarray, dict[str, Any]]:
-    """Metrics of each initial feature (fitted on ``train``) and of the learned embedding.
-
-    Returns ``(metrics by representation, eval embeddings, NMI k-means settings)``.
-    """
-    if eval_set.labels is None:
-        raise DataError(f"{eval_set.name}: evaluation needs labels (class sub-folders or a list)")
-    ks = recall_ks_for(len(eval_set), eval_set.name)
-    out: dict[str, dict[str, float]] = {}
-    settings: dict[str, Any] = {}
-    for name in features:
-        kill_point_for_tests("evaluate")
-        # The method's own g(x) is already fitted on ``train``: reuse it.
-        ext = method.extractor if name == method.features else get_extractor(name).fit(train)
-        feats = compute_features(ext, eval_set, cache=method.cache)
-        res = evaluate_embeddings(feats, eval_set.labels, ks=ks, seed=seed)
-        settings = res.pop("nmi_settings", settings)
-        out[name] = res
-    emb = method.embed(eval_set)
-    res = evaluate_embeddings(emb, eval_set.labels, ks=ks, seed=seed)
-    settings = res.pop("nmi_settings", settings)
-    out["embedding"] = res
-    return out, emb, settings
+def run_facts(method: Any) -> dict[str, Any]:
+    """What a metrics.json says about the method: its name, seed, and where it has them the
+    start, g(x) and backbone."""
+    params = method.get_params()
+    facts: dict[str, Any] = {"method": method.name, "seed": params.get("seed")}
+    for key in ("start", "features", "backbone"):
+        if key in params:
+            facts[key] = params[key]
+    if params.get("start") == "feature-head":
+        facts["backbone"] = None
+    return facts
 
 
 def fit_run(
-    method: Method,
+    method: Any,
     train: ImageSet,
     out: str | Path,
     eval_set: ImageSet | None = None,
@@ -71,12 +45,9 @@ def fit_run(
     report: bool = True,
 ) -> dict[str, Any]:
     """Fit ``method`` on ``train`` into the run folder ``out`` and, with ``eval_set``, evaluate
-    and write metrics.json and the report. Returns the metrics (empty without evaluation)."""
-    from labelfree.frames.pipeline import is_frame_method, run_frames
-
+    and write metrics.json and the report. Returns the metrics.json content (empty without
+    evaluation)."""
     check_before_run(method, train, out, overwrite, resume)
-    if is_frame_method(method):  # pixel-level object frames: landmark / flow probes
-        return run_frames(method, train, out, eval_set, overwrite, resume, report=report)
     # Under torchrun every rank runs this function; rank 0 alone touches the run folder.
     dist.init_from_env(choose_device(method.device))
     if dist.rank() != 0:
@@ -91,36 +62,23 @@ def fit_run(
     method.save(out / "model.pt")
     if eval_set is None:
         return {}
-    metrics, emb, nmi_settings = evaluate_representations(method, train, eval_set, features)
-    result = {
-        "representations": metrics,
-        "run": {
-            "method": method.name,
-            "start": method.start,
-            "features": method.features,
-            "backbone": method.backbone if method.start != "feature-head" else None,
-            "train": train.name,
-            "eval": eval_set.name,
-            "n_train": len(train),
-            "n_eval": len(eval_set),
-            "fit_seconds": fit_seconds,
-            "seed": method.seed,
-            "nmi_kmeans": nmi_settings,
-        },
+    metrics = method.evaluate(eval_set, train=train, features=features, seed=0)
+    metrics.run = {
+        **run_facts(method),
+        **metrics.run,
+        "train": train.name,
+        "eval": eval_set.name,
+        "n_train": len(train),
+        "n_eval": len(eval_set),
+        "fit_seconds": fit_seconds,
     }
-    # Both files atomic, metrics.json last: its presence marks a complete evaluation.
-    buf = io.BytesIO()
-    np.savez(
-        buf,
-        embeddings=emb,
-        labels=eval_set.labels,
-        paths=np.array(eval_set.paths or [], dtype=str),
-    )
-    atomic_write_bytes(out / "eval_embeddings.npz", buf.getvalue())
+    # The method's files first, metrics.json last: its presence marks a complete evaluation.
+    method.write_evaluation(out, eval_set, metrics)
+    result = metrics.to_json()
     atomic_write_json(out / "metrics.json", result)
     if report:
-        from labelfree.report.html import retrieval_grid, write_report
+        from labelfree.report.html import write_report
 
-        retrieval_grid(eval_set, emb, out / "retrieval.png", seed=method.seed)
+        method.draw_evaluation(out, eval_set, metrics)
         write_report(out)
     return result

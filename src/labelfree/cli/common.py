@@ -102,19 +102,17 @@ def _parse_options(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-RETRIEVAL_SHOWN = ("MAP@R", "R-precision", "R@1", "R@10", "NMI", "mAP")
-
-
 def print_metrics(
     representations: dict[str, dict[str, float]],
     title: str = "",
-    shown: tuple[str, ...] = RETRIEVAL_SHOWN,
+    shown: tuple[str, ...] | None = None,
 ) -> None:
     """The terminal table of ``shown`` metrics per representation (retrieval: the less
     saturated metrics first, METHODS.md §0; object frames: the probe errors)."""
+    from labelfree.evaluate.results import RETRIEVAL_SUMMARY
     from labelfree.report.html import metrics_table_rows
 
-    cols, rows = metrics_table_rows(representations, shown)
+    cols, rows = metrics_table_rows(representations, shown or RETRIEVAL_SUMMARY)
     table = Table(title=title or None)
     for c in cols:
         table.add_column(c, justify="left" if c == "representation" else "right", no_wrap=True)

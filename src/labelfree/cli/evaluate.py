@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 import typer
 from rich.table import Table
 
@@ -67,73 +66,44 @@ def evaluate(
 
     The model's own g(x) uses the extractor fitted at training time; other initial features listed in --features are fitted on DATA itself (without its labels).
     """
-    from labelfree.evaluate.metrics import evaluate_embeddings, recall_ks_for
+    from labelfree.evaluate.metrics import recall_ks_for
     from labelfree.evaluate.rerank import RERANKERS, rerank_metrics
-    from labelfree.features.base import compute_features
     from labelfree.methods import load_model
 
-    if rerank not in (*RERANKERS, "roul"):
-        raise DataError(f"--rerank {rerank!r}: choose one of {', '.join(RERANKERS)}, roul")
+    if rerank not in ("none", *RERANKERS, "roul"):
+        raise DataError(f"--rerank {rerank!r}: choose none, {', '.join(RERANKERS)} or roul")
+    if protocol not in ("retrieval", "exemplar"):
+        raise DataError(f"--protocol {protocol!r}: choose retrieval or exemplar")
     m = load_model(str(_model_path(model)))
     eval_set = _load(
         data, image_size or (m.image_size[0] if m.image_size else None), data_root, on_error
     )
-    from labelfree.frames.pipeline import FRAME_METRICS, evaluate_frames, is_frame_method
-
-    if is_frame_method(m):  # object frames: landmark / flow probes instead of retrieval
-        res = evaluate_frames(m, eval_set, seed=m.seed)
-        print_metrics(res["representations"], eval_set.name, FRAME_METRICS)
-        if json_out is not None:
-            from labelfree.utils import atomic_write_json
-
-            atomic_write_json(json_out, res)
-        return
-    if protocol not in ("retrieval", "exemplar"):
-        raise DataError(f"--protocol {protocol!r}: choose retrieval or exemplar")
+    if protocol == "exemplar" or rerank != "none":
+        if not hasattr(m, "embed"):
+            what = "--protocol exemplar" if protocol == "exemplar" else f"--rerank {rerank}"
+            raise DataError(f"{what} needs a model with an image embedding; {m.name!r} gives maps")
     if protocol == "exemplar":
         _evaluate_exemplar(m, eval_set, features, ltp, json_out)
         return
-    if eval_set.labels is None:
-        raise DataError(f"{eval_set.name}: evaluation needs labels (class sub-folders or a list)")
+    metrics = m.evaluate(eval_set, features=tuple(f for f in features.split(",") if f))
+    reps = dict(metrics.representations)
     ks = recall_ks_for(len(eval_set), eval_set.name)
-    feats: dict[str, np.ndarray] = {}
-    for name in [f for f in features.split(",") if f]:
-        ext = m.extractor if name == m.features else _extractor(name).fit(eval_set)
-        feats[name] = compute_features(ext, eval_set)
-    feats["embedding"] = m.embed(eval_set)
-    reps: dict[str, dict[str, float]] = {}
-    settings: dict[str, Any] = {}
-    for name, f in feats.items():
-        reps[name] = evaluate_embeddings(f, eval_set.labels, ks=ks)
-        settings = reps[name].pop("nmi_settings", settings)
     if rerank == "roul":  # needs the model's order network: the embedding only
         from labelfree.evaluate.rerank import roul_rerank_metrics
 
         reps["embedding + roul"] = roul_rerank_metrics(m, eval_set, eval_set.labels, ks=ks)
     elif rerank != "none":
-        for name, f in feats.items():
+        for name, f in metrics.arrays["vectors"].items():
             reps[f"{name} + {rerank}"] = rerank_metrics(f, eval_set.labels, ks=ks, method=rerank)
-    print_metrics(reps, title=f"{eval_set.name}")
+    print_metrics(reps, eval_set.name, metrics.summary or metrics.columns)
     if rerank != "none":
         cost = reps[f"embedding + {rerank}"]["rerank_ms_per_query"]
         console.print(f"{rerank} re-ranking: {cost:.2f} ms per query ({len(eval_set)} items)")
     if json_out is not None:
         from labelfree.utils import atomic_write_json
 
-        atomic_write_json(json_out, {"representations": reps, "run": {"nmi_kmeans": settings}})
-
-
-def _extractor(name: str) -> Any:
-    """An initial representation to score beside the model, fitted on the evaluation data.
-    ``backbone`` only as the model's own g(x): a built-in backbone here would be random."""
-    from labelfree.features.registry import get_extractor
-
-    if name == "backbone":
-        raise DataError(
-            "--features backbone: only a model trained with -o features=backbone has a "
-            "(pretrained) backbone g(x) to score; choose from pixels, hog, hog-lda"
-        )
-    return get_extractor(name)
+        metrics.representations = reps
+        atomic_write_json(json_out, metrics.to_json())
 
 
 def _evaluate_exemplar(
@@ -142,6 +112,7 @@ def _evaluate_exemplar(
     """The exemplar ROC-AUC protocol for the model and the initial features, image + mirror."""
     from labelfree.data.sequences import mirror_images
     from labelfree.evaluate.exemplar import exemplar_protocol
+    from labelfree.evaluate.retrieval_run import initial_extractor
     from labelfree.features.base import compute_features
 
     mirrored = mirror_images(eval_set)
@@ -149,7 +120,7 @@ def _evaluate_exemplar(
     # model, so that two models are scored on the same exemplars.
     reps: dict[str, dict[str, float]] = {}
     for name in [f for f in features.split(",") if f]:
-        ext = m.extractor if name == m.features else _extractor(name).fit(eval_set)
+        ext = initial_extractor(m, name, eval_set)
         f, fm = compute_features(ext, eval_set), compute_features(ext, mirrored)
         reps[name] = exemplar_protocol(f, eval_set, fm, ltp=ltp, seed=0)
     reps["embedding"] = exemplar_protocol(

@@ -141,12 +141,9 @@ def fit(
 
     if dist.rank() != 0:
         return
-    from labelfree.frames.pipeline import FRAME_METRICS, is_frame_method
-
-    if result and is_frame_method(m):
-        print_metrics(result["representations"], f"{eval_set.name} (held out)", FRAME_METRICS)
-    elif result:
-        print_metrics(result["representations"], title=f"{eval_set.name} (held out)")
+    if result:
+        shown = tuple(result["run"]["summary"])
+        print_metrics(result["representations"], f"{eval_set.name} (held out)", shown)
         console.print(f"report: {Path(out) / 'report.html'}")
     console.print(f"model: {Path(out) / 'model.pt'}")
 

@@ -1,13 +1,4 @@
-"""A frame run end to end: fit an object-frame method, probe it beside its baselines, write it.
-
-Run folder (same layout as image-level runs)::
-
-    config.json     method, options, data
-    model.pt        the fitted model (labelfree.load_model)
-    checkpoint.pt, log.jsonl
-    metrics.json    {"representations": {method: {...}, "random-net": {...}, "mean-shape": {...}},
-                     "run": {...}}
-    landmarks.png   learned points (and, for dense methods, embedding colours) on eval images
+"""The evaluation of an object-frame method: probes beside its baselines, and its pictures.
 
 Probes (seed 004 Ch.4–7 protocols, :mod:`labelfree.evaluate.landmarks`): on landmark data
 (``meta["landmarks"]``) a bias-free linear regressor from the method's points to the annotated
@@ -15,26 +6,22 @@ landmarks, error in % inter-ocular distance with the few-shot curve, and the cro
 nearest-label matching error in pixels (pairs of images of different identities); on flow data
 (``meta["flow"]``) the dense matching error against the exact flow. The untrained network with the
 same options ("random-net") and the mean training shape ("mean-shape") are scored in the same run.
+Lower is better for every column. A frame run writes ``landmarks.png`` (learned points, and for
+dense methods ``embedding.png``, the embedding colours) beside the image-level run files.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from labelfree.data.imageset import DataError, ImageSet
-from labelfree.evaluate.landmarks import FRAME_METRICS  # noqa: F401  (re-exported)
-from labelfree.methods.frames import FrameMethod
-from labelfree.utils import atomic_write_json
+from labelfree.evaluate.landmarks import FRAME_METRICS
+from labelfree.evaluate.results import Metrics
 
 SHOTS = (1, 5, 10, 20, None)
-
-
-def is_frame_method(method: Any) -> bool:
-    return isinstance(method, FrameMethod)
 
 
 def _subset(images: ImageSet, idx: np.ndarray) -> ImageSet:
@@ -57,7 +44,7 @@ def cross_instance_pairs(images: ImageSet, n_pairs: int, seed: int = 0) -> tuple
 
 
 def probe_landmarks(
-    method: FrameMethod,
+    method: Any,
     probe_train: ImageSet,
     probe_test: ImageSet,
     shots=SHOTS,
@@ -86,7 +73,7 @@ def probe_landmarks(
     return out
 
 
-def probe_flow(method: FrameMethod, images: ImageSet, seed: int = 0) -> dict[str, float]:
+def probe_flow(method: Any, images: ImageSet, seed: int = 0) -> dict[str, float]:
     """Dense matching error against the exact flow between consecutive frames (px and % of
     width)."""
     from labelfree.evaluate.landmarks import flow_matching_error
@@ -101,7 +88,7 @@ def probe_flow(method: FrameMethod, images: ImageSet, seed: int = 0) -> dict[str
 
 
 def _probe_all(
-    method: FrameMethod, probe_train: ImageSet, probe_test: ImageSet, seed: int
+    method: Any, probe_train: ImageSet, probe_test: ImageSet, seed: int
 ) -> dict[str, dict[str, float]]:
     from labelfree.evaluate.landmarks import mean_shape_error
 
@@ -144,7 +131,7 @@ def split_for_probe(images: ImageSet, seed: int = 0) -> tuple[ImageSet, ImageSet
     return _subset(images, np.flatnonzero(in_a)), _subset(images, np.flatnonzero(~in_a))
 
 
-def _pictures(method: FrameMethod, eval_set: ImageSet, out: Path) -> None:
+def _pictures(method: Any, eval_set: ImageSet, out: Path) -> None:
     from labelfree.evaluate.landmarks import draw_embedding_colours, draw_landmarks
 
     show = _subset(eval_set, np.arange(min(16, len(eval_set))))
@@ -160,61 +147,39 @@ def _pictures(method: FrameMethod, eval_set: ImageSet, out: Path) -> None:
         draw_embedding_colours(show.images, dense[:, :3], out / "embedding.png")
 
 
-def run_frames(
-    method: FrameMethod,
-    train: ImageSet,
-    out: str | Path,
-    eval_set: ImageSet | None = None,
-    overwrite: bool = False,
-    resume: bool = False,
-    report: bool = True,
+def evaluate_frames(
+    method: Any,
+    eval_set: ImageSet,
+    train: ImageSet | None = None,
+    seed: int = 0,
     max_probe_train: int = 2000,
-) -> dict[str, Any]:
-    """Fit a frame method into the run folder ``out`` and, with ``eval_set``, probe it."""
-    from labelfree.runs import start_run
-
-    out = start_run(method, train, eval_set, out, overwrite=overwrite, resume=resume)
-    t0 = time.perf_counter()
-    method.fit(train, run_dir=out, resume=resume)
-    fit_seconds = time.perf_counter() - t0
-    method.save(out / "model.pt")
-    if eval_set is None:
-        return {}
-    probe_train = train
-    if len(train) > max_probe_train:
-        pick = np.random.default_rng(method.seed).permutation(len(train))[:max_probe_train]
-        probe_train = _subset(train, np.sort(pick))
-    if "landmarks" in eval_set.meta and "landmarks" not in probe_train.meta:
-        probe_train, eval_set = split_for_probe(eval_set, method.seed)
-    reps = _probe_all(method, probe_train, eval_set, method.seed)
-    result = {
-        "representations": reps,
-        "run": {
-            "method": method.name,
-            "kind": "frames",
-            "train": train.name,
-            "eval": eval_set.name,
-            "n_train": len(train),
-            "n_probe_train": len(probe_train),
-            "n_eval": len(eval_set),
-            "fit_seconds": fit_seconds,
-            "seed": method.seed,
-        },
-    }
-    atomic_write_json(out / "metrics.json", result)
-    if report:
-        from labelfree.report.html import write_report
-
-        _pictures(method, eval_set, out)
-        write_report(out)
-    return result
-
-
-def evaluate_frames(method: FrameMethod, eval_set: ImageSet, seed: int = 0) -> dict[str, Any]:
-    """`labelfree evaluate` for a frame model: probes on ``eval_set`` alone (landmark regressor
-    fitted on half of its identities, scored on the other half; flow probe on all of it)."""
-    if "landmarks" in eval_set.meta:
+) -> Metrics:
+    """Probe ``method`` on ``eval_set``; the landmark regressor is fitted on (at most
+    ``max_probe_train`` images of) ``train`` when it has landmarks, else on half of
+    ``eval_set``'s identities and scored on the other half. The flow probe uses all of it."""
+    probe_train, probe_test = eval_set, eval_set
+    if train is not None:
+        probe_train = train
+        if len(train) > max_probe_train:
+            pick = np.random.default_rng(seed).permutation(len(train))[:max_probe_train]
+            probe_train = _subset(train, np.sort(pick))
+    if "landmarks" in eval_set.meta and (train is None or "landmarks" not in probe_train.meta):
         probe_train, probe_test = split_for_probe(eval_set, seed)
-    else:
-        probe_train = probe_test = eval_set
-    return {"representations": _probe_all(method, probe_train, probe_test, seed)}
+    reps = _probe_all(method, probe_train, probe_test, seed)
+    return Metrics(
+        reps,
+        FRAME_METRICS,
+        higher_is_better=False,
+        run={"kind": "frames", "n_probe_train": len(probe_train)},
+        heading="Metrics: the learned network beside a randomly initialised one and the mean "
+        "shape (object frames learned from synthetic warps, network from random weights)",
+        note="iod_error_*: bias-free linear regression from the learned points to the annotated "
+        "landmarks, % of inter-ocular distance, fitted on all (or 1/5/10/20) probe images; "
+        "matching_px: nearest-label matching across instances; flow_matching: against the "
+        "exact flow. Errors: lower is better, best per column in bold.",
+    )
+
+
+def draw_frames(method: Any, eval_set: ImageSet, out: Path) -> None:
+    """``landmarks.png`` and, for dense methods, ``embedding.png`` of 16 evaluation images."""
+    _pictures(method, eval_set, Path(out))

@@ -15,6 +15,7 @@ The starting points (scratch, distill, feature-head) and the network are built b
 
 from __future__ import annotations
 
+import io
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,14 +25,16 @@ import torch
 from torch import nn
 
 from labelfree.data.imageset import DataError, ImageSet
+from labelfree.evaluate.results import Metrics
+from labelfree.evaluate.retrieval_run import INITIAL_FEATURES, evaluate_retrieval
 from labelfree.features.base import FeatureExtractor, check_finite, compute_features
 from labelfree.features.registry import from_dict
 from labelfree.methods.encoder import Encoder
-from labelfree.methods.model_file import MODEL_FORMAT, read_model_file
+from labelfree.methods.model_file import _cpu_state, instantiate, read_model_file, write_model_file
 from labelfree.options import AT_LEAST_1, NON_NEGATIVE, POSITIVE, KeywordOptions, Range
 from labelfree.train import distributed as dist
 from labelfree.train.loop import TrainConfig, train
-from labelfree.utils import atomic_torch_save, choose_device, seed_everything
+from labelfree.utils import atomic_write_bytes, choose_device, seed_everything
 
 STARTS = ("scratch", "distill", "feature-head")
 FEATURES = ("pixels", "hog", "hog-lda", "backbone")
@@ -213,25 +216,6 @@ class Method(KeywordOptions):
         return 3e-4 if self.start == "distill" else 1e-3
 
     # ---- fit ------------------------------------------------------------------------------------
-    def _train_config(
-        self, epochs: int, lr: float, desc: str, rounds: int = 1, distill: bool = False
-    ) -> TrainConfig:
-        # Distillation keeps its own measured optimiser (AdamW, constant lr) whatever the
-        # method's optimiser settings are.
-        return TrainConfig(
-            epochs=epochs,
-            rounds=rounds,
-            lr=lr,
-            weight_decay=self.weight_decay,
-            optimizer="adam" if distill else self.optimizer,
-            lr_step=0 if distill else self.lr_step,
-            seed=self.seed,
-            device=self.device,
-            amp=self.amp,
-            progress=self.progress,
-            desc=desc,
-        )
-
     def fit(
         self,
         images: ImageSet,
@@ -265,7 +249,16 @@ class Method(KeywordOptions):
                 g,
                 inputs,
                 self._represent_fn,
-                self._train_config(self.distill_epochs, self.distill_lr, "distill", distill=True),
+                # distillation keeps its own measured optimiser (AdamW, constant lr)
+                TrainConfig.from_options(
+                    self,
+                    epochs=self.distill_epochs,
+                    rounds=1,
+                    lr=self.distill_lr,
+                    optimizer="adam",
+                    lr_step=0,
+                    desc="distill",
+                ),
                 batch_size=max(self.batch_size, 64) * 2,
                 extractor=self.extractor,
                 run_dir=run_dir,
@@ -285,7 +278,7 @@ class Method(KeywordOptions):
             inputs,
             g,
             self._represent_fn,
-            self._train_config(self.epochs, self.resolved_lr, self.name, rounds=self.rounds),
+            TrainConfig.from_options(self, lr=self.resolved_lr, desc=self.name),
             run_dir=run_dir,
             resume=resume,
             on_epoch_end=on_epoch_end,
@@ -348,44 +341,53 @@ class Method(KeywordOptions):
         self._require_fitted()
         return compute_features(self.extractor, images, cache=self.cache)
 
+    # ---- evaluation ------------------------------------------------------------------------------
+    def evaluate(
+        self,
+        eval_set: ImageSet,
+        train: ImageSet | None = None,
+        features: tuple[str, ...] = INITIAL_FEATURES,
+        seed: int = 0,
+    ) -> Metrics:
+        """Retrieval metrics of the embedding beside the initial features on labelled held-out
+        images (:func:`~labelfree.evaluate.retrieval_run.evaluate_retrieval`)."""
+        self._require_fitted()
+        return evaluate_retrieval(self, eval_set, train, features, seed)
+
+    def write_evaluation(self, out: Path, eval_set: ImageSet, metrics: Metrics) -> None:
+        """Files an evaluation leaves before metrics.json: the embeddings, labels and paths."""
+        buf = io.BytesIO()
+        paths = np.array(eval_set.paths or [], dtype=str)
+        np.savez(buf, embeddings=metrics.arrays["embeddings"], labels=eval_set.labels, paths=paths)
+        atomic_write_bytes(Path(out) / "eval_embeddings.npz", buf.getvalue())
+
+    def draw_evaluation(self, out: Path, eval_set: ImageSet, metrics: Metrics) -> None:
+        """Pictures of an evaluation for the report: the retrieval grid."""
+        from labelfree.report.html import retrieval_grid
+
+        emb = metrics.arrays["embeddings"]
+        retrieval_grid(eval_set, emb, Path(out) / "retrieval.png", seed=self.seed)
+
     # ---- save / load ----------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
         """Write the fitted model (options, network, fitted g(x)) to one file, atomically."""
         self._require_fitted()
-        atomic_torch_save(
-            {
-                "format": MODEL_FORMAT,
-                "version": 1,
-                "method": self.name,
-                "params": self.get_params(),
-                "net_config": self.net.config(),
-                "net_state": {k: v.cpu() for k, v in self.net.state_dict().items()},
-                "extractor": self.extractor.to_dict(),
-                "image_size": self.image_size,
-                "history": self.history,
-                **(
-                    {"extra_state": {k: v.cpu() for k, v in extra.state_dict().items()}}
-                    if (extra := self.extra_module()) is not None
-                    else {}
-                ),
-            },
+        extra = self.extra_module()
+        write_model_file(
             path,
+            self,
+            net=self.net,
+            extractor=self.extractor.to_dict(),
+            **({"extra_state": _cpu_state(extra)} if extra is not None else {}),
         )
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> Method:
         """Load a model saved by :meth:`save`; refuses a file written by another method."""
-        state = read_model_file(path)
-        if cls.name and state["method"] != cls.name:
-            raise DataError(
-                f"{path}: model was written by method {state['method']!r}, not {cls.name!r}"
-            )
-        from labelfree.methods.registry import get_method_class
         from labelfree.nets.heads import build_net
 
-        klass = get_method_class(state["method"])
-        params = {k: v for k, v in state["params"].items() if k in klass.option_names()}
-        m = klass(**params)
+        state = read_model_file(path, cls.name)
+        m = instantiate(state)
         net = build_net(state["net_config"])
         net.load_state_dict(state["net_state"])
         m.net = net.to(choose_device(device)).eval()

@@ -29,12 +29,13 @@ import torch
 import torch.nn.functional as F
 
 from labelfree.data.imageset import DataError, ImageSet
+from labelfree.evaluate.results import Metrics
 from labelfree.frames.nets import ARCHS, STRIDE, FrameNet, build_frame_net
 from labelfree.frames.warps import WarpParams, make_pair
-from labelfree.methods.model_file import MODEL_FORMAT, read_model_file
+from labelfree.methods.model_file import instantiate, read_model_file, write_model_file
 from labelfree.options import AT_LEAST_1, NON_NEGATIVE, POSITIVE, KeywordOptions, Range
 from labelfree.train.loop import TrainConfig, train
-from labelfree.utils import atomic_torch_save, choose_device, seed_everything
+from labelfree.utils import choose_device, seed_everything
 
 
 def cells_to_pixels(c: torch.Tensor | np.ndarray, stride: int = STRIDE):
@@ -303,6 +304,25 @@ class FrameMethod(KeywordOptions):
         m = self.maps(images)
         return F.interpolate(m, scale_factor=STRIDE, mode="bilinear", align_corners=False).numpy()
 
+    # ---- evaluation ----------------------------------------------------------------------------
+    def evaluate(self, eval_set: ImageSet, train: ImageSet | None = None, **_: Any) -> Metrics:
+        """Landmark / flow probe errors beside the random network and the mean shape (lower is
+        better; :func:`labelfree.frames.pipeline.evaluate_frames`). Image-level options such
+        as ``features`` do not apply and are ignored."""
+        from labelfree.frames.pipeline import evaluate_frames
+
+        self._require_fitted()
+        return evaluate_frames(self, eval_set, train, seed=self.seed)
+
+    def write_evaluation(self, out: Path, eval_set: ImageSet, metrics: Metrics) -> None:
+        """Nothing beside metrics.json: the probes keep no arrays."""
+
+    def draw_evaluation(self, out: Path, eval_set: ImageSet, metrics: Metrics) -> None:
+        """``landmarks.png`` (and ``embedding.png``) for the report."""
+        from labelfree.frames.pipeline import draw_frames
+
+        draw_frames(self, eval_set, out)
+
     # ---- save / load ---------------------------------------------------------------------------
     def _extra_state(self) -> dict[str, Any]:
         return {}
@@ -312,30 +332,12 @@ class FrameMethod(KeywordOptions):
 
     def save(self, path: str | Path) -> None:
         self._require_fitted()
-        atomic_torch_save(
-            {
-                "format": MODEL_FORMAT,
-                "version": 1,
-                "method": self.name,
-                "kind": "frames",
-                "params": self.get_params(),
-                "net_config": self.net.config(),
-                "net_state": {k: v.cpu() for k, v in self.net.state_dict().items()},
-                "image_size": self.image_size,
-                "history": self.history,
-                "extra": self._extra_state(),
-            },
-            path,
-        )
+        write_model_file(path, self, net=self.net, kind="frames", extra=self._extra_state())
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> FrameMethod:
-
-        state = read_model_file(path)
-        if cls.name and state["method"] != cls.name:
-            raise DataError(f"{path}: model was written by {state['method']!r}, not {cls.name!r}")
-        params = {k: v for k, v in state["params"].items() if k in cls.option_names()}
-        m = cls(**params)
+        state = read_model_file(path, cls.name)
+        m = instantiate(state)
         net = build_frame_net(state["net_config"])
         net.load_state_dict(state["net_state"])
         m.net = net.to(choose_device(device)).eval()

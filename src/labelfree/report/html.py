@@ -14,9 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from labelfree.data.imageset import ImageSet  # noqa: E402
+from labelfree.evaluate.results import RETRIEVAL_COLUMNS, Metrics  # noqa: E402
 from labelfree.graph.knn import knn  # noqa: E402
-
-MAIN_METRICS = ("MAP@R", "R-precision", "R@1", "R@2", "R@4", "R@8", "R@10", "R@100", "NMI", "mAP")
 
 
 def retrieval_grid(
@@ -93,7 +92,7 @@ def loss_curve(records: list[dict[str, Any]], path: str | Path) -> None:
 
 
 def metrics_table_rows(
-    representations: dict[str, dict[str, float]], metrics: tuple[str, ...] = MAIN_METRICS
+    representations: dict[str, dict[str, float]], metrics: tuple[str, ...] = RETRIEVAL_COLUMNS
 ) -> tuple[list[str], list[list[str]]]:
     """Columns and formatted rows (one per representation) of the given metrics."""
     present = [m for m in metrics if any(m in v for v in representations.values())]
@@ -112,18 +111,12 @@ def write_report(run_dir: str | Path) -> Path:
     records = read_log(run_dir)
     if records:
         loss_curve(records, run_dir / "loss.png")
-    run = metrics.get("run", {})
-    reps = dict(metrics["representations"])
+    m = Metrics.from_json(metrics)
+    run, reps = m.run, dict(m.representations)
     if "embedding" in reps:  # name the learned row by its method and start
         reps[f"embedding: {run.get('method', '')} ({run.get('start', '')})"] = reps.pop("embedding")
-    frames = run.get("kind") == "frames"
-    if frames:  # pixel-level errors (% IOD, px): lower is better
-        from labelfree.evaluate.landmarks import FRAME_METRICS
-
-        cols, rows = metrics_table_rows(reps, FRAME_METRICS)
-    else:
-        cols, rows = metrics_table_rows(reps)
-    pick = min if frames else max
+    cols, rows = metrics_table_rows(reps, m.columns)
+    pick = max if m.higher_is_better else min
     best = {
         c: pick((float(r[i + 1]) for r in rows if r[i + 1]), default=None)
         for i, c in enumerate(cols[1:])
@@ -136,30 +129,14 @@ def write_report(run_dir: str | Path) -> Path:
             cells.append(f"<td>{'<b>' + v + '</b>' if bold else v}</td>")
         table += "<tr>" + "".join(cells) + "</tr>\n"
     label = f"{run.get('method', config['method'])}" + (
-        "" if frames else f" — start: {run.get('start', '?')}"
+        f" — start: {run['start']}" if run.get("start") else ""
     )
     start_note = {
         "scratch": "from scratch: a CNN with random weights",
         "distill": "pretrained-style start: a CNN first distilled from g(x) without labels",
         "feature-head": "pretrained-style start: an MLP over the cached g(x)",
     }.get(run.get("start", ""), "")
-    if frames:
-        start_note = "object frames learned from synthetic warps, network from random weights"
-        heading = (
-            "Metrics: the learned network beside a randomly initialised one and the mean shape"
-        )
-        note = (
-            "iod_error_*: bias-free linear regression from the learned points to the annotated "
-            "landmarks, % of inter-ocular distance, fitted on all (or 1/5/10/20) probe images; "
-            "matching_px: nearest-label matching across instances; flow_matching: against the "
-            "exact flow. Errors: lower is better, best per column in bold."
-        )
-    else:
-        heading = "Metrics: initial features g(x) beside the learned embedding"
-        note = (
-            "Retrieval is leave-one-out by cosine similarity over the evaluation set. NMI: "
-            f"k-means with {json.dumps(run.get('nmi_kmeans', {}))}. Best value per column in bold."
-        )
+    heading, note = m.heading, m.note
     params = "".join(
         f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>"
         for k, v in sorted(config.get("params", {}).items())
@@ -191,7 +168,7 @@ img {{ max-width: 100%; border: 1px solid #eee; }}
 .note {{ color: #555; font-size: 0.9em; }}
 </style></head><body>
 <h1>labelfree run: {html.escape(label)}</h1>
-<p>{html.escape(start_note)}. Trained on <b>{html.escape(str(run.get("train", "")))}</b>
+<p>{html.escape(start_note + ". " if start_note else "")}Trained on <b>{html.escape(str(run.get("train", "")))}</b>
 ({run.get("n_train", "?")} images, labels unused), evaluated on held-out
 <b>{html.escape(str(run.get("eval", "")))}</b> ({run.get("n_eval", "?")} images);
 fit took {run.get("fit_seconds", 0):.1f} s.</p>

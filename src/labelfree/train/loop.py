@@ -16,7 +16,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -72,6 +72,13 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast, on CUDA only
     progress: bool = True
     desc: str = "train"
+
+    @classmethod
+    def from_options(cls, obj: Any, **overrides: Any) -> TrainConfig:
+        """A config from the same-named attributes of ``obj`` (a method's options), then
+        ``overrides``."""
+        base = {f.name: getattr(obj, f.name) for f in fields(cls) if hasattr(obj, f.name)}
+        return cls(**{**base, **overrides})
 
 
 def _optimizer(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
