@@ -8,6 +8,7 @@ import pytest
 from labelfree.graph.knn import knn
 from labelfree.graph.manifold import manifold_similarity, mutual_knn_graph, normalize_graph
 from labelfree.methods import get_method
+from labelfree.train.loop import EpochContext
 
 
 def _blobs(n_per=30, n_cls=4, d=8, seed=0):
@@ -59,8 +60,7 @@ def test_hard_negative_is_among_the_nearest_pool_members_in_the_current_embeddin
     m = get_method("mom", k_graph=8, k_pos=10, k_neg=20, hard_negatives=3, batch_size=1000)
     s = m.structure(x, 0)
     z = np.random.default_rng(3).normal(size=(len(x), 4)).astype(np.float32)
-    m._represent_fn = lambda: z
-    (batch,) = m.batches(s, np.random.default_rng(4))
+    (batch,) = m.batches(s, np.random.default_rng(4), EpochContext(lambda: z, 0, 0))
     a, n = batch["indices"][batch["a"]], batch["indices"][batch["n"]]
     row = {int(v): i for i, v in enumerate(s["anchors"])}
     for ai, ni in zip(a, n, strict=True):

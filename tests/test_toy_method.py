@@ -13,6 +13,7 @@ import torch
 from conftest import run_cli
 from labelfree.methods import Method, get_method, register_method, unregister_method
 from labelfree.options import AT_LEAST_1
+from labelfree.train.loop import EpochContext
 
 
 class Toy(Method):
@@ -33,12 +34,16 @@ class Toy(Method):
     def min_items(self) -> int:
         return self.k + 2
 
-    def structure(self, reps: np.ndarray, round_idx: int) -> dict[str, Any]:
+    def structure(
+        self, reps: np.ndarray, round_idx: int, ctx: EpochContext | None = None
+    ) -> dict[str, Any]:
         from labelfree.graph.knn import knn
 
         return {"positives": knn(reps, self.k)[1]}
 
-    def batches(self, structure: dict[str, Any], rng: np.random.Generator) -> list[dict]:
+    def batches(
+        self, structure: dict[str, Any], rng: np.random.Generator, ctx: EpochContext | None = None
+    ) -> list[dict]:
         pos = structure["positives"]
         n = len(pos)
         a = rng.permutation(n)

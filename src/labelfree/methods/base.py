@@ -33,7 +33,7 @@ from labelfree.methods.encoder import Encoder
 from labelfree.methods.model_file import _cpu_state, instantiate, read_model_file, write_model_file
 from labelfree.options import AT_LEAST_1, NON_NEGATIVE, POSITIVE, KeywordOptions, Range
 from labelfree.train import distributed as dist
-from labelfree.train.loop import TrainConfig, train
+from labelfree.train.loop import EpochContext, TrainConfig, train
 from labelfree.utils import atomic_write_bytes, choose_device, seed_everything
 
 STARTS = ("scratch", "distill", "feature-head")
@@ -160,7 +160,6 @@ class Method(KeywordOptions):
         self.image_size: tuple[int, int] | None = None
         self.history: list[dict[str, Any]] = []
         self._labels: np.ndarray | None = None
-        self._represent_fn: Any = None
 
     def validate_params(self) -> None:
         """Every option's type and range, the device, and g(x) = ``backbone`` only from a
@@ -185,10 +184,14 @@ class Method(KeywordOptions):
         """Fewest training items the method can work with."""
         return 2
 
-    def structure(self, reps: np.ndarray, round_idx: int) -> dict[str, Any]:
+    def structure(
+        self, reps: np.ndarray, round_idx: int, ctx: EpochContext | None = None
+    ) -> dict[str, Any]:
         raise NotImplementedError  # abstractmethod: each method defines its structure step
 
-    def batches(self, structure: dict[str, Any], rng: np.random.Generator) -> list[dict[str, Any]]:
+    def batches(
+        self, structure: dict[str, Any], rng: np.random.Generator, ctx: EpochContext | None = None
+    ) -> list[dict[str, Any]]:
         raise NotImplementedError  # abstractmethod
 
     def batch_loss(
@@ -241,14 +244,14 @@ class Method(KeywordOptions):
         g = compute_features(self.extractor, images, cache=self.cache)
         check_finite(g, f"g(x) ({self.features}) of {images.name}")
         self.net, inputs = enc.build(images, g, device)
-        self._represent_fn = lambda: self._represent_train(images, inputs)
+        represent = lambda: self._represent_train(images, inputs)  # noqa: E731
         if self.start == "distill":
             self.history += enc.distill(
                 self.net,
                 images,
                 g,
                 inputs,
-                self._represent_fn,
+                represent,
                 # distillation keeps its own measured optimiser (AdamW, constant lr)
                 TrainConfig.from_options(
                     self,
@@ -277,7 +280,7 @@ class Method(KeywordOptions):
             self,
             inputs,
             g,
-            self._represent_fn,
+            represent,
             TrainConfig.from_options(self, lr=self.resolved_lr, desc=self.name),
             run_dir=run_dir,
             resume=resume,
@@ -287,15 +290,6 @@ class Method(KeywordOptions):
         )
         self.net.eval()
         return self
-
-    def current_embedding(self) -> np.ndarray:
-        """Embedding of every training item by the network as it is now (no augmentation).
-
-        Available during :meth:`fit`, e.g. for mining hard negatives in the current embedding.
-        """
-        if self._represent_fn is None:
-            raise RuntimeError("current_embedding() is only available during fit()")
-        return self._represent_fn()
 
     @torch.no_grad()
     def _represent_train(self, images: ImageSet, inputs: Any) -> np.ndarray:

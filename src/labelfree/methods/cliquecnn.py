@@ -44,6 +44,7 @@ from labelfree.options import AT_LEAST_1, NON_NEGATIVE, POSITIVE
 from labelfree.structure.clique_batches import clique_means, solve_batches
 from labelfree.structure.cliques import build_cliques
 from labelfree.structure.temporal import ltp_stack
+from labelfree.train.loop import EpochContext
 
 
 def clique_batch_loss(emb: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -132,7 +133,9 @@ class CliqueCNN(Method):
         self._sequences = check_sequences(images) if self.ltp > 0 else None
         return super().fit(images, *args, **kwargs)
 
-    def structure(self, reps: np.ndarray, round_idx: int) -> dict[str, Any]:
+    def structure(
+        self, reps: np.ndarray, round_idx: int, ctx: EpochContext | None = None
+    ) -> dict[str, Any]:
         if self.ltp > 0 and round_idx >= 1 and self._sequences is not None:
             # The clamp-boundary stack has unit rows whose inner products are exactly the
             # pooled similarities, so grouping on it is grouping on the pooled S.
@@ -185,7 +188,9 @@ class CliqueCNN(Method):
             "objective": trace,
         }
 
-    def batches(self, structure: dict[str, Any], rng: np.random.Generator) -> list[dict[str, Any]]:
+    def batches(
+        self, structure: dict[str, Any], rng: np.random.Generator, ctx: EpochContext | None = None
+    ) -> list[dict[str, Any]]:
         pool = structure["batches"]
         steps = max(1, math.ceil(structure["covered"] / self.batch_size))
         per = max(2, self.batch_size // self.cliques_per_batch)

@@ -34,7 +34,7 @@ from labelfree.frames.nets import ARCHS, STRIDE, FrameNet, build_frame_net
 from labelfree.frames.warps import WarpParams, make_pair
 from labelfree.methods.model_file import instantiate, read_model_file, write_model_file
 from labelfree.options import AT_LEAST_1, NON_NEGATIVE, POSITIVE, KeywordOptions, Range
-from labelfree.train.loop import TrainConfig, train
+from labelfree.train.loop import EpochContext, TrainConfig, train
 from labelfree.utils import choose_device, seed_everything
 
 
@@ -131,12 +131,16 @@ class FrameMethod(KeywordOptions):
         return 2
 
     # ---- the Stage hooks -----------------------------------------------------------------------
-    def structure(self, reps: np.ndarray, round_idx: int) -> dict[str, Any]:
+    def structure(
+        self, reps: np.ndarray, round_idx: int, ctx: EpochContext | None = None
+    ) -> dict[str, Any]:
         """Nothing to mine: the items that can start a pair (all images, or frames with a
         successor in flow mode). The warps themselves are drawn per batch."""
         return {"items": self._items}
 
-    def batches(self, structure: dict[str, Any], rng: np.random.Generator) -> list[dict[str, Any]]:
+    def batches(
+        self, structure: dict[str, Any], rng: np.random.Generator, ctx: EpochContext | None = None
+    ) -> list[dict[str, Any]]:
         items = rng.permutation(structure["items"])
         bs = self.batch_size
         out = [{"indices": items[s : s + bs]} for s in range(0, len(items), bs)]

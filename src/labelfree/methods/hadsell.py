@@ -18,6 +18,7 @@ from labelfree.methods.base import Method
 from labelfree.methods.registry import register_method
 from labelfree.options import AT_LEAST_1, POSITIVE
 from labelfree.structure.tuples import random_non_neighbours, tuple_batches
+from labelfree.train.loop import EpochContext
 
 
 @register_method
@@ -51,11 +52,15 @@ class Hadsell(Method):
     def min_items(self) -> int:
         return self.k_pos + 2
 
-    def structure(self, reps: np.ndarray, round_idx: int) -> dict[str, Any]:
+    def structure(
+        self, reps: np.ndarray, round_idx: int, ctx: EpochContext | None = None
+    ) -> dict[str, Any]:
         _, nn_idx = knn(reps, self.k_pos)
         return {"positives": nn_idx}
 
-    def batches(self, structure: dict[str, Any], rng: np.random.Generator) -> list[dict[str, Any]]:
+    def batches(
+        self, structure: dict[str, Any], rng: np.random.Generator, ctx: EpochContext | None = None
+    ) -> list[dict[str, Any]]:
         pos_table = structure["positives"]
         n = len(pos_table)
         anchors = rng.permutation(n)

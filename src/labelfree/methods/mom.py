@@ -43,6 +43,7 @@ from labelfree.structure.pools import (
     pool_size_rule,
 )
 from labelfree.structure.tuples import random_non_neighbours, tuple_batches
+from labelfree.train.loop import EpochContext
 
 
 @register_method
@@ -144,7 +145,9 @@ class MoM(Method):
         return max(self.k_graph, self.nn_pos, self.k_pos or 0, self.k_neg or 0) + 2
 
     # ---- structure step ---------------------------------------------------------------------
-    def structure(self, reps: np.ndarray, round_idx: int) -> dict[str, Any]:
+    def structure(
+        self, reps: np.ndarray, round_idx: int, ctx: EpochContext | None = None
+    ) -> dict[str, Any]:
         n = len(reps)
         # One kNN table serves the graph and (when wide enough) the Euclidean pools.
         width = min(max(self.k_graph, self.nn_pos, self.k_pos or 0, self.k_neg or 0), n - 1)
@@ -207,7 +210,9 @@ class MoM(Method):
         return out
 
     # ---- batches of an epoch ------------------------------------------------------------------
-    def batches(self, structure: dict[str, Any], rng: np.random.Generator) -> list[dict[str, Any]]:
+    def batches(
+        self, structure: dict[str, Any], rng: np.random.Generator, ctx: EpochContext | None = None
+    ) -> list[dict[str, Any]]:
         anchors = structure["anchors"]
         order = rng.permutation(len(anchors))
         a = anchors[order]
@@ -220,15 +225,25 @@ class MoM(Method):
             excluded[anchors] = structure["pos"]
             neg = random_non_neighbours(a, excluded, structure["n"], rng)
         else:
-            neg = self._hard_negatives(a, structure["neg"][order], structure["neg_len"][order], rng)
+            if ctx is None:
+                raise RuntimeError(
+                    "mom: hard negatives need the current embedding (an EpochContext)"
+                )
+            neg = self._hard_negatives(
+                a, structure["neg"][order], structure["neg_len"][order], rng, ctx.embedding()
+            )
         return tuple_batches(a, p, neg, self.batch_size, weights=w)
 
     def _hard_negatives(
-        self, a: np.ndarray, pool: np.ndarray, lengths: np.ndarray, rng: np.random.Generator
+        self,
+        a: np.ndarray,
+        pool: np.ndarray,
+        lengths: np.ndarray,
+        rng: np.random.Generator,
+        z: np.ndarray,
     ) -> np.ndarray:
         """One negative per anchor, uniform among its ``hard_negatives`` pool members nearest
         the anchor in the *current* embedding (seed 002 §3.4)."""
-        z = self.current_embedding()
         za = z[a][:, None, :]
         zp = z[np.where(pool >= 0, pool, 0)]
         d = ((za - zp) ** 2).sum(-1)

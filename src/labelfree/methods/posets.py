@@ -49,6 +49,7 @@ from labelfree.methods.base import Method
 from labelfree.methods.registry import register_method
 from labelfree.options import AT_LEAST_1, NON_NEGATIVE, POSITIVE, Range
 from labelfree.structure.cliques import build_cliques
+from labelfree.train.loop import EpochContext
 
 
 def medoids(x: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
@@ -167,7 +168,9 @@ class Posets(Method):
         y[np.isin(y, vals[counts < self.min_class])] = -1
         return y
 
-    def structure(self, reps: np.ndarray, round_idx: int) -> dict[str, Any]:
+    def structure(
+        self, reps: np.ndarray, round_idx: int, ctx: EpochContext | None = None
+    ) -> dict[str, Any]:
         x = l2_normalize(reps)
         if round_idx == 0 or self._y is None or len(self._y) != len(x):
             y = self._group(x)
@@ -207,7 +210,9 @@ class Posets(Method):
         a run resumed at round ≥ 1 would regroup from g(x))."""
         self._y = np.asarray(structure["assignments"]).copy()
 
-    def batches(self, structure: dict[str, Any], rng: np.random.Generator) -> list[dict[str, Any]]:
+    def batches(
+        self, structure: dict[str, Any], rng: np.random.Generator, ctx: EpochContext | None = None
+    ) -> list[dict[str, Any]]:
         y, med, members = structure["y"], structure["medoids"], structure["members"]
         un, near = structure["unassigned"], structure["nearest"]
         n = len(y)

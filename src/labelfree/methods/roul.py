@@ -51,10 +51,12 @@ from labelfree.structure.orders import (
     AUG,
     OTHER_CORE,
     SAME_CORE,
+    core_purity,
     kmeans_cores,
     order_matrix,
     sample_groups,
 )
+from labelfree.train.loop import EpochContext
 
 
 @register_method
@@ -204,7 +206,9 @@ class ROUL(Method):
     def n_clusters(self, n: int) -> int:
         return self.clusters if self.clusters else max(2, min(n // 4, round(n / 60)))
 
-    def structure(self, reps: np.ndarray, round_idx: int) -> dict[str, Any]:
+    def structure(
+        self, reps: np.ndarray, round_idx: int, ctx: EpochContext | None = None
+    ) -> dict[str, Any]:
         """k-means cores on ``reps`` and a memory bank of the current embedding (§3.1, §3.3)."""
         k = self.n_clusters(len(reps))
         out = kmeans_cores(
@@ -215,7 +219,7 @@ class ROUL(Method):
             seed=self.seed + round_idx,
             min_share=self.core_min_share,
         )
-        bank = self.current_embedding() if self._represent_fn is not None else reps
+        bank = ctx.embedding() if ctx is not None else reps
         out["bank"] = torch.from_numpy(np.ascontiguousarray(bank, dtype=np.float32))
         out["roles"] = np.array(
             [AUG] * self.n_aug + [SAME_CORE] * self.n_same + [OTHER_CORE] * self.n_other
@@ -223,7 +227,9 @@ class ROUL(Method):
         out["orders"] = order_matrix(out["roles"], self.aug_vs_core)
         return out
 
-    def batches(self, structure: dict[str, Any], rng: np.random.Generator) -> list[dict[str, Any]]:
+    def batches(
+        self, structure: dict[str, Any], rng: np.random.Generator, ctx: EpochContext | None = None
+    ) -> list[dict[str, Any]]:
         """≈ 3 N embedded items per epoch (as the Hadsell triplet baseline), in batches of groups
         (anchor + comparison set) and random two-view items."""
         n = len(structure["core"])
@@ -331,31 +337,8 @@ class ROUL(Method):
         return self
 
     def structure_stats(self, structure: dict[str, Any], labels: np.ndarray) -> dict[str, float]:
-        """Core coverage and purity: P(same label) for two items of one core (the +1 / 0 pairs'
-        premise) and P(different label) for items of two different cores."""
-        core = structure["core"]
-        inc = core >= 0
-        if inc.sum() < 2:
-            return {"core_coverage": float(inc.mean())}
-        cl = np.unique(labels)
-        hist = np.stack(
-            [
-                np.bincount(np.searchsorted(cl, labels[inc & (core == c)]), minlength=len(cl))
-                for c in np.unique(core[inc])
-            ]
-        ).astype(float)
-        sizes = hist.sum(1)
-        same_pairs = (hist * (hist - 1)).sum()
-        all_same_core = (sizes * (sizes - 1)).sum()
-        tot = hist.sum(0)
-        cross_same = (tot**2 - (hist**2).sum(0)).sum()
-        cross_all = sizes.sum() ** 2 - (sizes**2).sum()
-        return {
-            "core_coverage": float(inc.mean()),
-            "n_cores": float(len(sizes)),
-            "positive_tp_rate": float(same_pairs / max(all_same_core, 1)),
-            "negative_tn_rate": float(1 - cross_same / max(cross_all, 1)),
-        }
+        """Core coverage and purity (:func:`labelfree.structure.orders.core_purity`)."""
+        return core_purity(structure["core"], labels)
 
     # ---- test time ----------------------------------------------------------------------------------
     @torch.no_grad()

@@ -18,6 +18,7 @@ from torch import nn
 
 from labelfree.graph.knn import l2_normalize
 from labelfree.losses.pairs import info_nce
+from labelfree.train.loop import EpochContext
 
 
 class DistillStage:
@@ -33,10 +34,14 @@ class DistillStage:
         self.temperature = temperature
         self.projector = nn.Linear(dim, teacher.shape[1])
 
-    def structure(self, reps: np.ndarray, round_idx: int) -> dict[str, Any]:
+    def structure(
+        self, reps: np.ndarray, round_idx: int, ctx: EpochContext | None = None
+    ) -> dict[str, Any]:
         return {}
 
-    def batches(self, structure: dict[str, Any], rng: np.random.Generator) -> list[dict[str, Any]]:
+    def batches(
+        self, structure: dict[str, Any], rng: np.random.Generator, ctx: EpochContext | None = None
+    ) -> list[dict[str, Any]]:
         order = rng.permutation(len(self.teacher))
         n = len(order)
         bs = min(self.batch_size, n)

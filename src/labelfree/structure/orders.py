@@ -145,3 +145,32 @@ def sample_groups(
         groups[g] = np.concatenate([[a], np.full(n_aug, a), b, c])
     roles = np.array([AUG] * n_aug + [SAME_CORE] * n_same + [OTHER_CORE] * n_other)
     return groups, roles
+
+
+def core_purity(core: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Coverage and purity of cluster cores (ROUL's structure, seed 003 §3.1), a diagnostic
+    against evaluation labels: P(same label) for two items of one core (the premise of the +1 /
+    0 pairs) and P(different label) for items of two different cores."""
+    core = np.asarray(core)
+    inc = core >= 0
+    if inc.sum() < 2:
+        return {"core_coverage": float(inc.mean())}
+    cl = np.unique(labels)
+    hist = np.stack(
+        [
+            np.bincount(np.searchsorted(cl, labels[inc & (core == c)]), minlength=len(cl))
+            for c in np.unique(core[inc])
+        ]
+    ).astype(float)
+    sizes = hist.sum(1)
+    same_pairs = (hist * (hist - 1)).sum()
+    all_same_core = (sizes * (sizes - 1)).sum()
+    tot = hist.sum(0)
+    cross_same = (tot**2 - (hist**2).sum(0)).sum()
+    cross_all = sizes.sum() ** 2 - (sizes**2).sum()
+    return {
+        "core_coverage": float(inc.mean()),
+        "n_cores": float(len(sizes)),
+        "positive_tp_rate": float(same_pairs / max(all_same_core, 1)),
+        "negative_tn_rate": float(1 - cross_same / max(cross_all, 1)),
+    }

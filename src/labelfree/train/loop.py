@@ -34,6 +34,23 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used for this run (another method, a damaged file)."""
 
 
+class EpochContext:
+    """What a stage may ask of the state of training, computed at most once per epoch:
+    :meth:`embedding` — every training item embedded by the network as it is now (eval mode, no
+    augmentation), e.g. for hard negatives (MoM) or a memory bank (ROUL). The structure step of
+    a round and the first epoch after it share one context (the network has not changed)."""
+
+    def __init__(self, represent: Callable[[], np.ndarray], round_idx: int, epoch: int) -> None:
+        self.round, self.epoch = round_idx, epoch
+        self._represent = represent
+        self._embedding: np.ndarray | None = None
+
+    def embedding(self) -> np.ndarray:
+        if self._embedding is None:
+            self._embedding = self._represent()
+        return self._embedding
+
+
 class Stage(Protocol):
     """What the loop needs from a method.
 
@@ -44,10 +61,12 @@ class Stage(Protocol):
 
     name: str
 
-    def structure(self, reps: np.ndarray, round_idx: int) -> dict[str, Any]:
+    def structure(self, reps: np.ndarray, round_idx: int, ctx: EpochContext) -> dict[str, Any]:
         """Build the training signal from the representation of all training items."""
 
-    def batches(self, structure: dict[str, Any], rng: np.random.Generator) -> list[dict[str, Any]]:
+    def batches(
+        self, structure: dict[str, Any], rng: np.random.Generator, ctx: EpochContext | None = None
+    ) -> list[dict[str, Any]]:
         """The batches of one epoch; each holds ``indices``: the items to embed."""
 
     def batch_loss(
@@ -164,10 +183,11 @@ def train(
 
     use_amp = cfg.amp and device.type == "cuda"
     for r in range(start_round, cfg.rounds):
+        ctx = EpochContext(represent, r, start_epoch)
         if structure is None:
-            reps = initial_reps if r == 0 else represent()
+            reps = initial_reps if r == 0 else ctx.embedding()
             t0 = time.perf_counter()
-            structure = stage.structure(reps, r)
+            structure = stage.structure(reps, r, ctx)
             kill_point_for_tests(f"{stage.name}:structure")
             stats = structure_stats(structure) if structure_stats else {}
             stats["structure_seconds"] = time.perf_counter() - t0
@@ -176,7 +196,9 @@ def train(
             g_epoch = r * cfg.epochs + e
             rng = np.random.default_rng([cfg.seed, r, e])
             torch.manual_seed(cfg.seed * 1_000_003 + g_epoch)
-            batches = stage.batches(structure, rng)
+            if ctx.epoch != e:  # the network has trained since ctx was made
+                ctx = EpochContext(represent, r, e)
+            batches = stage.batches(structure, rng, ctx)
             if world > 1:
                 n = (len(batches) // world) * world
                 batches = batches[rank:n:world]
