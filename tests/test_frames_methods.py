@@ -52,9 +52,8 @@ def test_warp_pairs_correspond(faces, name):
         else get_method(name, **TINY)
     )
     torch.manual_seed(0)
-    xx = m._warp_inputs(train, np.arange(6), torch.device("cpu"))
+    xx, pair = m._warp_inputs(train, np.arange(6), torch.device("cpu"))
     x, x2 = xx.chunk(2)
-    pair = m._pair
     h, w = x.shape[-2:]
     ident = torch.stack(
         torch.meshgrid(torch.arange(h // STRIDE), torch.arange(w // STRIDE), indexing="xy"), -1
@@ -108,9 +107,9 @@ def test_flow_pairs_correspond(shift):
     m._succ = m._flow_successors(data)
     np.testing.assert_array_equal(m._succ, [1, 2, -1])
     idx = np.flatnonzero(m._succ >= 0)
-    x, x2 = m._flow_inputs(data, idx, torch.device("cpu")).chunk(2)
+    xx, pair = m._flow_inputs(data, idx, torch.device("cpu"))
+    x, x2 = xx.chunk(2)
     torch.testing.assert_close(x2[0], x[1])  # x′ is the next frame
-    pair = m._pair
     cells = torch.stack(torch.meshgrid(torch.arange(16), torch.arange(16), indexing="xy"), -1)
     cells = cells.reshape(1, -1, 2).float().expand(len(idx), -1, -1)
     # G[u] = u + flow / stride; valid exactly where the corner pixel has flow and is foreground
@@ -155,12 +154,12 @@ def test_fse_gradient_step_reduces_its_loss(faces):
     m._build(train)
     net = m.net.double().train()
     torch.manual_seed(0)
-    xx = m._warp_inputs(train, np.arange(6), torch.device("cpu")).double()
-    m._pair["G"] = m._pair["G"].double()
+    xx, pair = m._warp_inputs(train, np.arange(6), torch.device("cpu"))
+    xx, pair = xx.double(), {**pair, "G": pair["G"].double()}
     params = [p for p in net.parameters() if p.requires_grad]
 
     def loss() -> torch.Tensor:
-        return m.batch_loss(net(xx), {"indices": np.arange(6)}, {})
+        return m.batch_loss(net(xx), {"indices": np.arange(6), "aux": pair}, {})
 
     before = loss()
     grads = torch.autograd.grad(before, params)

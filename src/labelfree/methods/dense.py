@@ -128,15 +128,13 @@ class DenseSym(Dense):
         self.mirror_prob, self.rot_sym = mirror_prob, rot_sym
 
     def _warp_inputs(self, images, idx, device):
-        xx = super()._warp_inputs(images, idx, device)
+        xx, pair = super()._warp_inputs(images, idx, device)
         x, x2 = xx.chunk(2)
         flip = torch.rand(len(x), device=x.device) < self.mirror_prob
         x2 = torch.where(flip[:, None, None, None], x2.flip(-1), x2)
-        G = self._pair["G"]
-        wm = self._pair["map_size"][1]
-        self._pair["G"] = torch.where(flip[:, None, None], mirror_correspondence(G, wm), G)
-        self._pair["flip"] = flip
-        return torch.cat([x, x2])
+        G, wm = pair["G"], pair["map_size"][1]
+        pair = {**pair, "G": torch.where(flip[:, None, None], mirror_correspondence(G, wm), G)}
+        return torch.cat([x, x2]), {**pair, "flip": flip}
 
     def pair_loss(
         self, phi: torch.Tensor, phi2: torch.Tensor, pair: dict[str, Any]

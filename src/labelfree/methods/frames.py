@@ -109,7 +109,6 @@ class FrameMethod(KeywordOptions):
         self.net: FrameNet | None = None
         self.image_size: tuple[int, int] | None = None
         self.history: list[dict[str, Any]] = []
-        self._pair: dict[str, Any] = {}
 
     # ---- what a method defines -----------------------------------------------------------------
     def out_channels(self) -> int:
@@ -152,7 +151,7 @@ class FrameMethod(KeywordOptions):
         self, emb: torch.Tensor, batch: dict[str, Any], structure: dict[str, Any]
     ) -> torch.Tensor:
         phi, phi2 = emb.chunk(2)
-        return self.pair_loss(phi, phi2, self._pair)
+        return self.pair_loss(phi, phi2, batch["aux"])
 
     # ---- pairs ---------------------------------------------------------------------------------
     def _use_flow(self, images: ImageSet) -> bool:
@@ -169,7 +168,10 @@ class FrameMethod(KeywordOptions):
             [lookup.get((int(v), int(f) + 1), -1) for v, f in zip(video, frame, strict=True)]
         )
 
-    def _warp_inputs(self, images: ImageSet, idx: np.ndarray, device) -> torch.Tensor:
+    def _warp_inputs(
+        self, images: ImageSet, idx: np.ndarray, device
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """The pairs (x, x′) stacked, and their correspondence field G with its valid mask."""
         src = images.tensor(np.asarray(idx)).to(device)
         pair = make_pair(src, WarpParams(strength=self.strength))
         h, w = src.shape[-2:]
@@ -182,10 +184,12 @@ class FrameMethod(KeywordOptions):
             & (G[..., 1] <= hm - 0.5)
         )
         valid = pair.valid[:, ::STRIDE, ::STRIDE].reshape(len(idx), -1) & inside
-        self._pair = {"G": G, "mask": valid, "map_size": (hm, wm)}
-        return torch.cat([pair.x, pair.x2])
+        return torch.cat([pair.x, pair.x2]), {"G": G, "mask": valid, "map_size": (hm, wm)}
 
-    def _flow_inputs(self, images: ImageSet, idx: np.ndarray, device) -> torch.Tensor:
+    def _flow_inputs(
+        self, images: ImageSet, idx: np.ndarray, device
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Consecutive frames stacked, with G = u + flow(u) and the valid mask."""
         idx = np.asarray(idx)
         nxt = self._succ[idx]
         x = images.tensor(idx).to(device)
@@ -205,8 +209,7 @@ class FrameMethod(KeywordOptions):
             fg = torch.from_numpy(np.asarray(images.meta["mask"][idx])).to(device)
             mask &= fg[:, ::STRIDE, ::STRIDE].reshape(len(idx), -1)
         G = torch.nan_to_num(G, nan=0.0)
-        self._pair = {"G": G, "mask": mask, "map_size": (hm, wm)}
-        return torch.cat([x, x2])
+        return torch.cat([x, x2]), {"G": G, "mask": mask, "map_size": (hm, wm)}
 
     # ---- fit -----------------------------------------------------------------------------------
     def _build(self, images: ImageSet) -> torch.device:
@@ -246,13 +249,13 @@ class FrameMethod(KeywordOptions):
             if len(self._items) < 2:
                 raise DataError(f"{images.name}: fewer than two frames with a successor")
 
-            def inputs(idx: np.ndarray, augment: bool) -> torch.Tensor:
+            def inputs(idx: np.ndarray, augment: bool) -> tuple[torch.Tensor, dict]:
                 return self._flow_inputs(images, idx, device)
 
         else:
             self._items = np.arange(len(images))
 
-            def inputs(idx: np.ndarray, augment: bool) -> torch.Tensor:
+            def inputs(idx: np.ndarray, augment: bool) -> tuple[torch.Tensor, dict]:
                 return self._warp_inputs(images, idx, device)
 
         cfg = TrainConfig(

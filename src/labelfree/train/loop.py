@@ -138,7 +138,8 @@ def train(
 
     Args:
         inputs: ``inputs(indices, augment)`` → the network input for those training items, on
-            the training device.
+            the training device; or ``(input, aux)``, and the loss then finds ``aux`` in the
+            batch as ``batch["aux"]`` (e.g. the warp field of a pixel-level pair).
         initial_reps: the representation of all training items used by round 0's structure step
             (the initial features g(x)).
         represent: computes the representation of all items with the current network; used by
@@ -209,6 +210,9 @@ def train(
             )
             for step, batch in enumerate(batches):
                 x = inputs(batch["indices"], True)
+                if isinstance(x, tuple):  # (x, aux): what the loss needs beside the input
+                    x, aux = x
+                    batch = {**batch, "aux": aux}
                 with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
                     emb = model(x)
                     loss = stage.batch_loss(emb.float(), batch, structure)
