@@ -155,18 +155,15 @@ def _build(
     index = {c: i for i, c in enumerate(ids)}
     labels = np.array([index[int(class_ids[i])] for i in present], dtype=np.int64)
     paths = [full[i] for i in present]
-    if paths:
-        images, kept, decode_skipped = decode_files(
-            paths,
-            image_size,
-            on_error,
-            workers,
-            progress,
-            contexts=[f"{b.title} ({sources[i]})" for i in present],
-            description=f"reading {name}:{split}",
-        )
-    else:
-        images, kept, decode_skipped = np.empty((0, 1, 1, 3), np.uint8), np.empty(0, int), []
+    images, kept, decode_skipped = decode_files(  # an empty list gives empty arrays
+        paths,
+        image_size,
+        on_error,
+        workers,
+        progress,
+        contexts=[f"{b.title} ({sources[i]})" for i in present],
+        description=f"reading {name}:{split}",
+    )
     dropped = sorted(set(range(len(paths))) - set(kept.tolist()))
     return finish_imageset(
         where=f"{b.title} {split} ({root})",

@@ -163,19 +163,15 @@ def load_list(
         labels = np.array([index[r[2]] for r in present], dtype=np.int64)
 
     paths = [r[1] for r in present]
-    if paths:
-        images, kept, decode_skipped = decode_files(
-            paths,
-            image_size,
-            on_error,
-            workers,
-            progress,
-            contexts=[f"{list_path} line {r[0]}" for r in present],
-            description=f"reading {list_path.name}",
-        )
-    else:
-        images = np.empty((0, image_size or 1, image_size or 1, 3), dtype=np.uint8)
-        kept, decode_skipped = np.empty(0, dtype=np.int64), []
+    images, kept, decode_skipped = decode_files(  # an empty list gives empty arrays
+        paths,
+        image_size,
+        on_error,
+        workers,
+        progress,
+        contexts=[f"{list_path} line {r[0]}" for r in present],
+        description=f"reading {list_path.name}",
+    )
     dropped = sorted(set(range(len(paths))) - set(kept.tolist()))
     return finish_imageset(
         where=str(list_path),
