@@ -118,8 +118,12 @@ def test_every_option_of_every_method_is_typed_and_documented(name):
         spec.check(spec.default)
         text = "none" if spec.default is None else str(spec.default)
         assert spec.coerce(text) == spec.default, (name, spec.name)
-    # constructing with defaults validates (device "auto" exists on every machine)
-    get_method(name).validate_params()
+    # constructing with defaults validates (device "auto" exists on every machine), and the
+    # default each option shows is the value the method really takes
+    m = get_method(name)
+    m.validate_params()
+    for spec in klass.option_specs():
+        assert getattr(m, spec.name) == spec.default, (name, spec.name)
 
 
 def test_weighted_false_really_trains_unweighted():

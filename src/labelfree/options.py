@@ -177,6 +177,9 @@ class KeywordOptions:
 
     option_ranges: ClassVar[dict[str, Range]] = {}
     option_choices: ClassVar[dict[str, tuple[str, ...]]] = {}
+    #: A subclass's own default for an option its base class declares (the subclass applies it
+    #: with ``common.setdefault``); listed here so that the shown default is the one used.
+    option_defaults: ClassVar[dict[str, Any]] = {}
 
     @classmethod
     def option_names(cls) -> list[str]:
@@ -186,6 +189,7 @@ class KeywordOptions:
     def option_specs(cls) -> list[OptionSpec]:
         """Every option, base classes' first, with type, default, range, choices and help."""
         specs: dict[str, OptionSpec] = {}
+        defaults: dict[str, Any] = {}
         ranges: dict[str, Range] = {}
         choices: dict[str, tuple[str, ...]] = {}
         helps: dict[str, str] = {}
@@ -194,6 +198,8 @@ class KeywordOptions:
                 ranges.setdefault(k, v)
             for k, v in klass.__dict__.get("option_choices", {}).items():
                 choices.setdefault(k, v)
+            for k, v in klass.__dict__.get("option_defaults", {}).items():
+                defaults.setdefault(k, v)
             if "__init__" in klass.__dict__:
                 for k, v in _doc_help(klass.__dict__["__init__"].__doc__).items():
                     helps.setdefault(k, v)
@@ -210,13 +216,11 @@ class KeywordOptions:
                     name=p.name,
                     type=base,
                     optional=optional or p.default is None,
-                    default=p.default,
+                    default=defaults.get(p.name, p.default),
                     range=ranges.get(p.name),
                     choices=choices.get(p.name),
                     help=helps.get(p.name, ""),
                 )
-        # A subclass may change a base option's default through ``common.setdefault``; the
-        # default shown is what the class really uses.
         return list(specs.values())
 
     @classmethod

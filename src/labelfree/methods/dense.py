@@ -160,12 +160,13 @@ class EVC(Dense):
 
     name = "evc"
     option_ranges = {"n_aux": AT_LEAST_1}
+    option_defaults = {"dim": 16}
 
     def __init__(self, *, n_aux: int = 1, **common: Any):
         """Args:
         n_aux: auxiliary images per pair (1; a set of 5 is the grouped attention of Ch.7 §3.3).
         """
-        common.setdefault("dim", 16)
+        common.setdefault("dim", self.option_defaults["dim"])
         super().__init__(**common)
         self.n_aux = n_aux
 

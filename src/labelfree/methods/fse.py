@@ -25,6 +25,7 @@ class FSE(FrameMethod):
     """Unsupervised landmarks by factorized spatial embeddings (seed 004 Ch.4 eqs. 6, 8'', 9)."""
 
     name = "fse"
+    option_defaults = {"arch": "landmark"}
     option_ranges = {"k": AT_LEAST_1, "gamma": NON_NEGATIVE, "pool": AT_LEAST_1}
 
     def __init__(self, *, k: int = 10, gamma: float = 500.0, pool: int = 4, **common: Any):
@@ -34,7 +35,7 @@ class FSE(FrameMethod):
         pool: m of the m×m sum pooling in the diversity loss (not given in the thesis; 4 map
             cells = 8 input pixels, so K = 30 landmarks fit on a 32×32 map).
         """
-        common.setdefault("arch", "landmark")
+        common.setdefault("arch", self.option_defaults["arch"])
         super().__init__(**common)
         self.k, self.gamma, self.pool = k, gamma, pool
 
