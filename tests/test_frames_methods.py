@@ -15,7 +15,7 @@ from labelfree.data.imageset import ImageSet
 from labelfree.data.synthetic import arm_sequence, synthetic_faces
 from labelfree.frames.nets import FrameNet
 from labelfree.methods import get_method, load_model
-from labelfree.methods.frames import STRIDE, cells_to_pixels
+from labelfree.methods.frames import STRIDE, FrameStructure, cells_to_pixels
 
 TINY = dict(epochs=1, width=0.25, batch_size=4, progress=False, device="cpu")
 
@@ -159,7 +159,8 @@ def test_fse_gradient_step_reduces_its_loss(faces):
     params = [p for p in net.parameters() if p.requires_grad]
 
     def loss() -> torch.Tensor:
-        return m.batch_loss(net(xx), {"indices": np.arange(6), "aux": pair}, {})
+        batch = {"indices": np.arange(6), "aux": pair}
+        return m.batch_loss(net(xx), batch, FrameStructure(np.arange(6)))
 
     before = loss()
     grads = torch.autograd.grad(before, params)

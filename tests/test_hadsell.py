@@ -7,6 +7,7 @@ import pytest
 
 from labelfree.graph.knn import knn
 from labelfree.methods import get_method
+from labelfree.methods.hadsell import HadsellStructure
 
 
 def test_structure_positives_are_the_euclidean_neighbours():
@@ -14,7 +15,7 @@ def test_structure_positives_are_the_euclidean_neighbours():
     g = rng.normal(size=(40, 6)).astype(np.float32)
     m = get_method("hadsell", k_pos=3)
     s = m.structure(g, 0)
-    np.testing.assert_array_equal(s["positives"], knn(g, 3)[1])
+    np.testing.assert_array_equal(s.positives, knn(g, 3)[1])
 
 
 def test_epoch_tuples_draw_positives_from_neighbours_and_negatives_elsewhere():
@@ -27,7 +28,7 @@ def test_epoch_tuples_draw_positives_from_neighbours_and_negatives_elsewhere():
     p = np.concatenate([b["indices"][b["p"]] for b in batches])
     n = np.concatenate([b["indices"][b["n"]] for b in batches])
     assert sorted(a) == list(range(50))  # every item is an anchor once per epoch
-    table = s["positives"]
+    table = s.positives
     assert all(pi in table[ai] for ai, pi in zip(a, p, strict=True))
     assert not any(ni in table[ai] or ni == ai for ai, ni in zip(a, n, strict=True))
 
@@ -36,7 +37,7 @@ def test_structure_stats_hand_computed():
     # 6 items, labels 0 0 0 1 1 1, k = 1: positives below.
     labels = np.array([0, 0, 0, 1, 1, 1])
     positives = np.array([[1], [0], [3], [4], [5], [2]])
-    stats = get_method("hadsell", k_pos=1).structure_stats({"positives": positives}, labels)
+    stats = get_method("hadsell", k_pos=1).structure_stats(HadsellStructure(positives), labels)
     # same-label positives: items 0, 1, 3, 4 -> 4/6
     assert stats["positive_tp_rate"] == pytest.approx(4 / 6)
     # non-neighbours per anchor: 6 - 1 - 1 = 4; same-label among them:

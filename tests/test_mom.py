@@ -26,7 +26,7 @@ def test_pools_are_the_set_differences_of_manifold_and_euclidean_neighbours():
     _, m_idx = manifold_similarity(
         normalize_graph(mutual_knn_graph(x, k=8)), np.arange(len(x)), topk=20
     )
-    kept = {int(a): i for i, a in enumerate(s["anchors"])}
+    kept = {int(a): i for i, a in enumerate(s.anchors)}
     for a in range(len(x)):
         pos = [j for j in m_idx[a, :10] if j >= 0 and j not in set(e_idx[a, :10])]
         neg = [j for j in e_idx[a, :20] if j not in set(m_idx[a, :20])]
@@ -34,25 +34,25 @@ def test_pools_are_the_set_differences_of_manifold_and_euclidean_neighbours():
             assert not pos or not neg  # only anchors with an empty pool are dropped
             continue
         i = kept[a]
-        assert list(s["pos"][i, : s["pos_len"][i]]) == pos
-        assert list(s["neg"][i, : s["neg_len"][i]]) == neg
+        assert list(s.pos[i, : s.pos_len[i]]) == pos
+        assert list(s.neg[i, : s.neg_len[i]]) == neg
 
 
 def test_euclidean_positives_and_weights():
     x, _ = _blobs(seed=1)
     s = get_method("mom", positives="euclidean", negatives="random", nn_pos=5).structure(x, 0)
-    np.testing.assert_array_equal(s["pos"], knn(x, 5)[1])
+    np.testing.assert_array_equal(s.pos, knn(x, 5)[1])
     sw = get_method("mom", k_graph=8, k_pos=10, k_neg=20, weighted=True).structure(x, 0)
-    valid = np.arange(sw["pos_w"].shape[1])[None, :] < sw["pos_len"][:, None]
-    assert sw["pos_w"][valid].mean() == pytest.approx(1.0, rel=1e-5)
-    assert (sw["pos_w"][valid] > 0).all()
+    valid = np.arange(sw.pos_w.shape[1])[None, :] < sw.pos_len[:, None]
+    assert sw.pos_w[valid].mean() == pytest.approx(1.0, rel=1e-5)
+    assert (sw.pos_w[valid] > 0).all()
     with pytest.raises(ValueError, match="weighted needs manifold positives"):
         get_method("mom", positives="euclidean", weighted=True).structure(x, 0)
     # defaults: the paper's weighted MoM with manifold positives, unweighted with Euclidean ones
     sd = get_method("mom", k_graph=8, k_pos=10, k_neg=20).structure(x, 0)
-    np.testing.assert_array_equal(sd["pos_w"], sw["pos_w"])
-    assert "pos_w" not in s
-    assert "pos_w" not in get_method("mom", k_graph=8, weighted=False).structure(x, 0)
+    np.testing.assert_array_equal(sd.pos_w, sw.pos_w)
+    assert s.pos_w is None
+    assert get_method("mom", k_graph=8, weighted=False).structure(x, 0).pos_w is None
 
 
 def test_hard_negative_is_among_the_nearest_pool_members_in_the_current_embedding():
@@ -62,10 +62,10 @@ def test_hard_negative_is_among_the_nearest_pool_members_in_the_current_embeddin
     z = np.random.default_rng(3).normal(size=(len(x), 4)).astype(np.float32)
     (batch,) = m.batches(s, np.random.default_rng(4), EpochContext(lambda: z, 0, 0))
     a, n = batch["indices"][batch["a"]], batch["indices"][batch["n"]]
-    row = {int(v): i for i, v in enumerate(s["anchors"])}
+    row = {int(v): i for i, v in enumerate(s.anchors)}
     for ai, ni in zip(a, n, strict=True):
         i = row[int(ai)]
-        pool = s["neg"][i, : s["neg_len"][i]]
+        pool = s.neg[i, : s.neg_len[i]]
         d = ((z[pool] - z[ai]) ** 2).sum(1)
         assert ni in pool[np.argsort(d)[:3]]
 

@@ -159,16 +159,17 @@ def test_cliquecnn_fit_logs_clique_purity(small_digits):
 
 def test_posets_batches_when_every_item_is_assigned():
     """No unassigned samples (no posets): batches hold classes only and the loss is L1 alone."""
-    from labelfree.methods.posets import Posets
+    from labelfree.methods.posets import Posets, PosetsStructure
 
     y = np.array([0, 0, 0, 1, 1, 1])
-    structure = {
-        "y": y,
-        "medoids": np.array([1, 4]),
-        "unassigned": np.zeros(0, dtype=np.int64),
-        "nearest": np.zeros((0, 2), dtype=np.int64),
-        "members": [np.flatnonzero(y == c) for c in range(2)],
-    }
+    structure = PosetsStructure(
+        y=y,
+        assignments=y.copy(),
+        medoids=np.array([1, 4]),
+        unassigned=np.zeros(0, dtype=np.int64),
+        nearest=np.zeros((0, 2), dtype=np.int64),
+        members=[np.flatnonzero(y == c) for c in range(2)],
+    )
     m = Posets(batch_size=8, per_class=2)
     batches = m.batches(structure, np.random.default_rng(0))
     assert batches and all(b["nearest"].shape == (0, 2) for b in batches)
@@ -194,13 +195,13 @@ def test_cliquecnn_ltp_groups_on_pooled_similarities_from_round_one():
     pooled._sequences = (video, frame)
     ref = plain.structure(ltp_stack(reps, video, frame, p=2), 1)
     got = pooled.structure(reps, 1)
-    assert [sorted(map(list, c)) for c in [got["_clique_members"]]] == [
-        sorted(map(list, c)) for c in [ref["_clique_members"]]
+    assert [sorted(map(list, c)) for c in [got.clique_members]] == [
+        sorted(map(list, c)) for c in [ref.clique_members]
     ]
-    unpooled = plain.structure(reps, 1)["_clique_members"]
-    assert sorted(map(list, unpooled)) != sorted(map(list, got["_clique_members"]))
-    r0 = pooled.structure(reps, 0)["_clique_members"]
-    assert sorted(map(list, r0)) == sorted(map(list, plain.structure(reps, 0)["_clique_members"]))
+    unpooled = plain.structure(reps, 1).clique_members
+    assert sorted(map(list, unpooled)) != sorted(map(list, got.clique_members))
+    r0 = pooled.structure(reps, 0).clique_members
+    assert sorted(map(list, r0)) == sorted(map(list, plain.structure(reps, 0).clique_members))
     images = ImageSet(np.zeros((60, 8, 8, 3), np.uint8), name="no-sequences")
     with pytest.raises(DataError):
         CliqueCNN(ltp=2, start="feature-head", features="pixels", **opts).fit(images)

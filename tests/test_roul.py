@@ -263,19 +263,21 @@ def test_fit_save_load_keeps_order_net_and_cli_rerank(shape_folders, tmp_path, m
 
 
 def test_cooperative_training_routes_each_loss_to_its_own_network():
-    from labelfree.methods.roul import ROUL
+    from labelfree.methods.roul import ROUL, ROULStructure
 
     rng = np.random.default_rng(0)
     n = 40
     core = np.repeat(np.arange(4), 10)
     core[::5] = -1  # some items outside every core
     m = ROUL(dim=6, batch_size=36, n_aug=2, n_same=2, n_other=2, cooperative="alternate")
-    structure = {
-        "core": core,
-        "assign": np.repeat(np.arange(4), 10),
-        "bank": torch.nn.functional.normalize(torch.randn(n, 6), dim=1),
-        "orders": order_matrix(np.array([AUG, AUG, SAME_CORE, SAME_CORE, OTHER_CORE, OTHER_CORE])),
-    }
+    roles = np.array([AUG, AUG, SAME_CORE, SAME_CORE, OTHER_CORE, OTHER_CORE])
+    structure = ROULStructure(
+        core=core,
+        assign=np.repeat(np.arange(4), 10),
+        bank=torch.nn.functional.normalize(torch.randn(n, 6), dim=1),
+        roles=roles,
+        orders=order_matrix(roles),
+    )
     batch = m.batches(structure, rng)[0]
     assert len(batch["indices"]) <= 36 and batch["groups"].shape[1] == 7
     phi = m.extra_module()
@@ -299,5 +301,5 @@ def test_cooperative_training_routes_each_loss_to_its_own_network():
     last = {int(i): k for k, i in enumerate(batch["indices"])}
     for i, k in last.items():
         torch.testing.assert_close(
-            structure["bank"][i], torch.nn.functional.normalize(feats.detach()[k], dim=0)
+            structure.bank[i], torch.nn.functional.normalize(feats.detach()[k], dim=0)
         )

@@ -4,6 +4,7 @@ evaluates, indexes and reports through the command line, and passes the check su
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,14 @@ import torch
 from conftest import run_cli
 from labelfree.methods import Method, get_method, register_method, unregister_method
 from labelfree.options import AT_LEAST_1
-from labelfree.train.loop import EpochContext
+from labelfree.train.loop import EpochContext, Structure
+
+
+@dataclass
+class ToyStructure(Structure):
+    """``positives`` (N, k): each item's nearest neighbours in the current representation."""
+
+    positives: np.ndarray
 
 
 class Toy(Method):
@@ -36,15 +44,15 @@ class Toy(Method):
 
     def structure(
         self, reps: np.ndarray, round_idx: int, ctx: EpochContext | None = None
-    ) -> dict[str, Any]:
+    ) -> ToyStructure:
         from labelfree.graph.knn import knn
 
-        return {"positives": knn(reps, self.k)[1]}
+        return ToyStructure(knn(reps, self.k)[1])
 
     def batches(
-        self, structure: dict[str, Any], rng: np.random.Generator, ctx: EpochContext | None = None
+        self, structure: ToyStructure, rng: np.random.Generator, ctx: EpochContext | None = None
     ) -> list[dict]:
-        pos = structure["positives"]
+        pos = structure.positives
         n = len(pos)
         a = rng.permutation(n)
         p = pos[a, rng.integers(0, pos.shape[1], size=n)]
@@ -65,7 +73,7 @@ class Toy(Method):
             out.append({"indices": items, "a": inv[:m], "p": inv[m : 2 * m], "n": inv[2 * m :]})
         return out
 
-    def batch_loss(self, emb: torch.Tensor, batch: dict, structure: dict) -> torch.Tensor:
+    def batch_loss(self, emb: torch.Tensor, batch: dict, structure: ToyStructure) -> torch.Tensor:
         a, p, n = emb[batch["a"]], emb[batch["p"]], emb[batch["n"]]
         d_ap = (a - p).pow(2).sum(1)
         d_an = (a - n).pow(2).sum(1)

@@ -33,7 +33,7 @@ from labelfree.methods.encoder import Encoder
 from labelfree.methods.model_file import _cpu_state, instantiate, read_model_file, write_model_file
 from labelfree.options import AT_LEAST_1, NON_NEGATIVE, POSITIVE, KeywordOptions, Range
 from labelfree.train import distributed as dist
-from labelfree.train.loop import EpochContext, TrainConfig, train
+from labelfree.train.loop import EpochContext, Structure, TrainConfig, train
 from labelfree.utils import atomic_write_bytes, choose_device, seed_everything
 
 STARTS = ("scratch", "distill", "feature-head")
@@ -186,20 +186,20 @@ class Method(KeywordOptions):
 
     def structure(
         self, reps: np.ndarray, round_idx: int, ctx: EpochContext | None = None
-    ) -> dict[str, Any]:
+    ) -> Structure:
         raise NotImplementedError  # abstractmethod: each method defines its structure step
 
     def batches(
-        self, structure: dict[str, Any], rng: np.random.Generator, ctx: EpochContext | None = None
+        self, structure: Structure, rng: np.random.Generator, ctx: EpochContext | None = None
     ) -> list[dict[str, Any]]:
         raise NotImplementedError  # abstractmethod
 
     def batch_loss(
-        self, emb: torch.Tensor, batch: dict[str, Any], structure: dict[str, Any]
+        self, emb: torch.Tensor, batch: dict[str, Any], structure: Structure
     ) -> torch.Tensor:
         raise NotImplementedError  # abstractmethod
 
-    def structure_stats(self, structure: dict[str, Any], labels: np.ndarray) -> dict[str, float]:
+    def structure_stats(self, structure: Structure, labels: np.ndarray) -> dict[str, float]:
         """Diagnostics of a structure against evaluation labels (never used for training)."""
         return {}
 
@@ -272,7 +272,7 @@ class Method(KeywordOptions):
         if images.labels is not None:
             labels = images.labels
 
-            def stats(structure: dict[str, Any]) -> dict[str, float]:
+            def stats(structure: Structure) -> dict[str, float]:
                 return self.structure_stats(structure, labels)
 
         self.history += train(

@@ -29,6 +29,7 @@ Our choices where the thesis is silent (all exposed as options):
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,7 +45,20 @@ from labelfree.options import AT_LEAST_1, NON_NEGATIVE, POSITIVE
 from labelfree.structure.clique_batches import clique_means, solve_batches
 from labelfree.structure.cliques import build_cliques
 from labelfree.structure.temporal import ltp_stack
-from labelfree.train.loop import EpochContext
+from labelfree.train.loop import EpochContext, Structure
+
+
+@dataclass
+class CliqueCNNStructure(Structure):
+    """CliqueCNN's round structure (seed 001 §3.2.2-3.2.3): ``batches``, the batches of cliques
+    as (items, clique label within the batch); ``covered``: items in any batch;
+    ``clique_members``: each clique's items; ``n_cliques``; ``objective``: the CCCP trace."""
+
+    batches: list[tuple[np.ndarray, np.ndarray]]
+    covered: int
+    clique_members: list[np.ndarray]
+    n_cliques: int
+    objective: list[float]
 
 
 def clique_batch_loss(emb: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -135,7 +149,7 @@ class CliqueCNN(Method):
 
     def structure(
         self, reps: np.ndarray, round_idx: int, ctx: EpochContext | None = None
-    ) -> dict[str, Any]:
+    ) -> CliqueCNNStructure:
         if self.ltp > 0 and round_idx >= 1 and self._sequences is not None:
             # The clamp-boundary stack has unit rows whose inner products are exactly the
             # pooled similarities, so grouping on it is grouping on the pooled S.
@@ -180,19 +194,22 @@ class CliqueCNN(Method):
         if not batches:
             raise ValueError("cliquecnn: no batch holds two cliques; lower -o min_clique")
         covered = np.unique(np.concatenate([b[0] for b in batches]))
-        return {
-            "batches": batches,
-            "covered": len(covered),
-            "_clique_members": cl.members,
-            "n_cliques": len(cl),
-            "objective": trace,
-        }
+        return CliqueCNNStructure(
+            batches=batches,
+            covered=len(covered),
+            clique_members=cl.members,
+            n_cliques=len(cl),
+            objective=trace,
+        )
 
     def batches(
-        self, structure: dict[str, Any], rng: np.random.Generator, ctx: EpochContext | None = None
+        self,
+        structure: CliqueCNNStructure,
+        rng: np.random.Generator,
+        ctx: EpochContext | None = None,
     ) -> list[dict[str, Any]]:
-        pool = structure["batches"]
-        steps = max(1, math.ceil(structure["covered"] / self.batch_size))
+        pool = structure.batches
+        steps = max(1, math.ceil(structure.covered / self.batch_size))
         per = max(2, self.batch_size // self.cliques_per_batch)
         out = []
         for b in rng.integers(0, len(pool), size=steps):
@@ -209,23 +226,25 @@ class CliqueCNN(Method):
         return out
 
     def batch_loss(
-        self, emb: torch.Tensor, batch: dict[str, Any], structure: dict[str, Any]
+        self, emb: torch.Tensor, batch: dict[str, Any], structure: CliqueCNNStructure
     ) -> torch.Tensor:
         labels = torch.as_tensor(batch["labels"], device=emb.device)
         return clique_batch_loss(emb, labels, self.temperature)
 
-    def structure_stats(self, structure: dict[str, Any], labels: np.ndarray) -> dict[str, float]:
+    def structure_stats(
+        self, structure: CliqueCNNStructure, labels: np.ndarray
+    ) -> dict[str, float]:
         """Clique purity (same-label share of within-clique pairs, as ``positive_tp_rate``),
         the share of different-label pairs across cliques of a batch (``negative_tn_rate``),
         the number of cliques and the items covered by the batches."""
         same = pairs = 0
-        for m in structure["_clique_members"]:
+        for m in structure.clique_members:
             lab = labels[m]
             counts = np.bincount(lab)
             same += int((counts * (counts - 1)).sum())
             pairs += len(m) * (len(m) - 1)
         diff = cross = 0
-        for idx, lab in structure["batches"]:
+        for idx, lab in structure.batches:
             y = labels[idx]
             other = lab[:, None] != lab[None, :]
             cross += int(other.sum())
@@ -233,6 +252,6 @@ class CliqueCNN(Method):
         return {
             "positive_tp_rate": same / max(pairs, 1),
             "negative_tn_rate": diff / max(cross, 1),
-            "cliques": float(structure["n_cliques"]),
-            "covered": float(structure["covered"]),
+            "cliques": float(structure.n_cliques),
+            "covered": float(structure.covered),
         }

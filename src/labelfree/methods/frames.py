@@ -21,6 +21,7 @@ cell (i, j) of the stride-2 map is centred on pixel (2j + ½, 2i + ½).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -34,8 +35,16 @@ from labelfree.frames.nets import ARCHS, STRIDE, FrameNet, build_frame_net
 from labelfree.frames.warps import WarpParams, make_pair
 from labelfree.methods.model_file import instantiate, read_model_file, write_model_file
 from labelfree.options import AT_LEAST_1, NON_NEGATIVE, POSITIVE, KeywordOptions, Range
-from labelfree.train.loop import EpochContext, TrainConfig, train
+from labelfree.train.loop import EpochContext, Structure, TrainConfig, train
 from labelfree.utils import choose_device, seed_everything
+
+
+@dataclass
+class FrameStructure(Structure):
+    """A frame method's structure (seed 004 Ch.4–7): ``items``, the items that can start a
+    pair (all images, or frames with a successor in flow mode)."""
+
+    items: np.ndarray
 
 
 def cells_to_pixels(c: torch.Tensor | np.ndarray, stride: int = STRIDE):
@@ -132,15 +141,15 @@ class FrameMethod(KeywordOptions):
     # ---- the Stage hooks -----------------------------------------------------------------------
     def structure(
         self, reps: np.ndarray, round_idx: int, ctx: EpochContext | None = None
-    ) -> dict[str, Any]:
+    ) -> FrameStructure:
         """Nothing to mine: the items that can start a pair (all images, or frames with a
         successor in flow mode). The warps themselves are drawn per batch."""
-        return {"items": self._items}
+        return FrameStructure(items=self._items)
 
     def batches(
-        self, structure: dict[str, Any], rng: np.random.Generator, ctx: EpochContext | None = None
+        self, structure: FrameStructure, rng: np.random.Generator, ctx: EpochContext | None = None
     ) -> list[dict[str, Any]]:
-        items = rng.permutation(structure["items"])
+        items = rng.permutation(structure.items)
         bs = self.batch_size
         out = [{"indices": items[s : s + bs]} for s in range(0, len(items), bs)]
         if len(out) > 1 and len(out[-1]["indices"]) < 2:
@@ -148,7 +157,7 @@ class FrameMethod(KeywordOptions):
         return out
 
     def batch_loss(
-        self, emb: torch.Tensor, batch: dict[str, Any], structure: dict[str, Any]
+        self, emb: torch.Tensor, batch: dict[str, Any], structure: FrameStructure
     ) -> torch.Tensor:
         phi, phi2 = emb.chunk(2)
         return self.pair_loss(phi, phi2, batch["aux"])

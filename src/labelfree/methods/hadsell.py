@@ -7,6 +7,7 @@ with the contrastive or triplet loss. It is the baseline row of every later meth
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,15 @@ from labelfree.methods.base import Method
 from labelfree.methods.registry import register_method
 from labelfree.options import AT_LEAST_1, POSITIVE
 from labelfree.structure.tuples import random_non_neighbours, tuple_batches
-from labelfree.train.loop import EpochContext
+from labelfree.train.loop import EpochContext, Structure
+
+
+@dataclass
+class HadsellStructure(Structure):
+    """Hadsell's structure (seed 002 §5.1): ``positives`` (N, k_pos), each item's Euclidean
+    nearest neighbours in the current representation."""
+
+    positives: np.ndarray
 
 
 @register_method
@@ -54,14 +63,14 @@ class Hadsell(Method):
 
     def structure(
         self, reps: np.ndarray, round_idx: int, ctx: EpochContext | None = None
-    ) -> dict[str, Any]:
+    ) -> HadsellStructure:
         _, nn_idx = knn(reps, self.k_pos)
-        return {"positives": nn_idx}
+        return HadsellStructure(positives=nn_idx)
 
     def batches(
-        self, structure: dict[str, Any], rng: np.random.Generator, ctx: EpochContext | None = None
+        self, structure: HadsellStructure, rng: np.random.Generator, ctx: EpochContext | None = None
     ) -> list[dict[str, Any]]:
-        pos_table = structure["positives"]
+        pos_table = structure.positives
         n = len(pos_table)
         anchors = rng.permutation(n)
         positives = pos_table[anchors, rng.integers(0, pos_table.shape[1], size=n)]
@@ -69,14 +78,14 @@ class Hadsell(Method):
         return tuple_batches(anchors, positives, negatives, self.batch_size)
 
     def batch_loss(
-        self, emb: torch.Tensor, batch: dict[str, Any], structure: dict[str, Any]
+        self, emb: torch.Tensor, batch: dict[str, Any], structure: HadsellStructure
     ) -> torch.Tensor:
         return tuple_loss(emb, batch, self.loss, self.margin)
 
-    def structure_stats(self, structure: dict[str, Any], labels: np.ndarray) -> dict[str, float]:
+    def structure_stats(self, structure: HadsellStructure, labels: np.ndarray) -> dict[str, float]:
         """True-positive rate of the kNN positives and the expected true-negative rate of the
         random non-neighbour negatives (the quickest check of mining quality, seed 002 §5)."""
-        pos = structure["positives"]
+        pos = structure.positives
         n, k = pos.shape
         same_nn = (labels[pos] == labels[:, None]).sum(axis=1)
         same_other = np.bincount(labels)[labels] - 1 - same_nn

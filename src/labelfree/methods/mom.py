@@ -20,6 +20,7 @@ The defaults are the last row, the paper's MoM; the other rows set ``weighted=Fa
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -43,7 +44,25 @@ from labelfree.structure.pools import (
     pool_size_rule,
 )
 from labelfree.structure.tuples import random_non_neighbours, tuple_batches
-from labelfree.train.loop import EpochContext
+from labelfree.train.loop import EpochContext, Structure
+
+
+@dataclass
+class MoMStructure(Structure):
+    """MoM's pools (seed 002 §3.3) of the kept ``anchors`` (rows): ``pos`` / ``neg`` (A, width)
+    members, first ``pos_len`` / ``neg_len`` valid; ``pos_w`` the normalised manifold similarity
+    of each positive (weighted MoM). ``neg`` / ``neg_len`` are None with random negatives,
+    ``pos_w`` when unweighted. ``n``: training items; ``k_pos`` / ``k_neg``: the pool sizes."""
+
+    n: int
+    k_pos: int
+    k_neg: int
+    anchors: np.ndarray
+    pos: np.ndarray
+    pos_len: np.ndarray
+    neg: np.ndarray | None = None
+    neg_len: np.ndarray | None = None
+    pos_w: np.ndarray | None = None
 
 
 @register_method
@@ -147,7 +166,7 @@ class MoM(Method):
     # ---- structure step ---------------------------------------------------------------------
     def structure(
         self, reps: np.ndarray, round_idx: int, ctx: EpochContext | None = None
-    ) -> dict[str, Any]:
+    ) -> MoMStructure:
         n = len(reps)
         # One kNN table serves the graph and (when wide enough) the Euclidean pools.
         width = min(max(self.k_graph, self.nn_pos, self.k_pos or 0, self.k_neg or 0), n - 1)
@@ -190,18 +209,18 @@ class MoM(Method):
             members = e_idx[:, : self.nn_pos]
             lengths = np.full(len(anchors), self.nn_pos, dtype=np.int64)
             w = None
-        out: dict[str, Any] = {"n": n, "k_pos": k_pos, "k_neg": k_neg}
         keep = lengths > 0
         if self.negatives == "manifold":
             keep &= neg.lengths > 0
-            out["neg"], out["neg_len"] = neg.members[keep], neg.lengths[keep]
-        out["anchors"], out["pos"], out["pos_len"] = anchors[keep], members[keep], lengths[keep]
+        out = MoMStructure(n, k_pos, k_neg, anchors[keep], members[keep], lengths[keep])
+        if self.negatives == "manifold":
+            out.neg, out.neg_len = neg.members[keep], neg.lengths[keep]
         if self._weighted:
             if w is None:
                 raise ValueError("weighted needs manifold positives (positives='manifold')")
             w = w[keep]
-            valid = np.arange(w.shape[1])[None, :] < out["pos_len"][:, None]
-            out["pos_w"] = w / max(float(w[valid].mean()), 1e-12)
+            valid = np.arange(w.shape[1])[None, :] < out.pos_len[:, None]
+            out.pos_w = w / max(float(w[valid].mean()), 1e-12)
         if not keep.any():
             raise ValueError(
                 f"mom: every anchor has an empty pool (k_pos={k_pos}, k_neg={k_neg}); "
@@ -211,26 +230,26 @@ class MoM(Method):
 
     # ---- batches of an epoch ------------------------------------------------------------------
     def batches(
-        self, structure: dict[str, Any], rng: np.random.Generator, ctx: EpochContext | None = None
+        self, structure: MoMStructure, rng: np.random.Generator, ctx: EpochContext | None = None
     ) -> list[dict[str, Any]]:
-        anchors = structure["anchors"]
+        anchors = structure.anchors
         order = rng.permutation(len(anchors))
         a = anchors[order]
-        plen = structure["pos_len"][order]
+        plen = structure.pos_len[order]
         j = (rng.random(len(a)) * plen).astype(np.int64)
-        p = structure["pos"][order, j]
-        w = structure["pos_w"][order, j] if self._weighted else None
+        p = structure.pos[order, j]
+        w = structure.pos_w[order, j] if self._weighted else None
         if self.negatives == "random":
-            excluded = np.full((structure["n"], structure["pos"].shape[1]), -1, dtype=np.int64)
-            excluded[anchors] = structure["pos"]
-            neg = random_non_neighbours(a, excluded, structure["n"], rng)
+            excluded = np.full((structure.n, structure.pos.shape[1]), -1, dtype=np.int64)
+            excluded[anchors] = structure.pos
+            neg = random_non_neighbours(a, excluded, structure.n, rng)
         else:
             if ctx is None:
                 raise RuntimeError(
                     "mom: hard negatives need the current embedding (an EpochContext)"
                 )
             neg = self._hard_negatives(
-                a, structure["neg"][order], structure["neg_len"][order], rng, ctx.embedding()
+                a, structure.neg[order], structure.neg_len[order], rng, ctx.embedding()
             )
         return tuple_batches(a, p, neg, self.batch_size, weights=w)
 
@@ -254,23 +273,23 @@ class MoM(Method):
         return pool[np.arange(len(a)), pick]
 
     def batch_loss(
-        self, emb: torch.Tensor, batch: dict[str, Any], structure: dict[str, Any]
+        self, emb: torch.Tensor, batch: dict[str, Any], structure: MoMStructure
     ) -> torch.Tensor:
         return tuple_loss(emb, batch, self.loss, self.margin)
 
-    def structure_stats(self, structure: dict[str, Any], labels: np.ndarray) -> dict[str, float]:
+    def structure_stats(self, structure: MoMStructure, labels: np.ndarray) -> dict[str, float]:
         """True-positive rate of P⁺ and true-negative rate of P⁻ (CUB: 40 % / 96 %)."""
-        anchors = structure["anchors"]
+        anchors = structure.anchors
         stats = {
             "anchors": float(len(anchors)),
-            "k_pos": float(structure["k_pos"]),
-            "k_neg": float(structure["k_neg"]),
+            "k_pos": float(structure.k_pos),
+            "k_neg": float(structure.k_neg),
             "positive_tp_rate": pool_rates(
-                structure["pos"], structure["pos_len"], anchors, labels, positive=True
+                structure.pos, structure.pos_len, anchors, labels, positive=True
             ),
         }
-        if "neg" in structure:
+        if structure.neg is not None:
             stats["negative_tn_rate"] = pool_rates(
-                structure["neg"], structure["neg_len"], anchors, labels, positive=False
+                structure.neg, structure.neg_len, anchors, labels, positive=False
             )
         return stats

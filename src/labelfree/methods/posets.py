@@ -38,6 +38,7 @@ Defaults the paper leaves open (our choices, all exposed):
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -49,7 +50,22 @@ from labelfree.methods.base import Method
 from labelfree.methods.registry import register_method
 from labelfree.options import AT_LEAST_1, NON_NEGATIVE, POSITIVE, Range
 from labelfree.structure.cliques import build_cliques
-from labelfree.train.loop import EpochContext
+from labelfree.train.loop import EpochContext, Structure
+
+
+@dataclass
+class PosetsStructure(Structure):
+    """Posets' round structure (seed 000 §3.1-3.2): ``y`` the surrogate class of each item
+    (0..C−1, −1 unassigned); ``assignments`` the labels before relabelling (what the next
+    round's G step refines); ``medoids`` (C,); ``unassigned`` items; ``nearest`` (U, Z) their
+    nearest medoids' classes (the posets); ``members`` each class's items."""
+
+    y: np.ndarray
+    assignments: np.ndarray
+    medoids: np.ndarray
+    unassigned: np.ndarray
+    nearest: np.ndarray
+    members: list[np.ndarray]
 
 
 def medoids(x: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
@@ -170,7 +186,7 @@ class Posets(Method):
 
     def structure(
         self, reps: np.ndarray, round_idx: int, ctx: EpochContext | None = None
-    ) -> dict[str, Any]:
+    ) -> PosetsStructure:
         x = l2_normalize(reps)
         if round_idx == 0 or self._y is None or len(self._y) != len(x):
             y = self._group(x)
@@ -196,25 +212,25 @@ class Posets(Method):
         else:
             near = np.zeros((0, zn), dtype=np.int64)
         members = [np.flatnonzero(y == c) for c in range(n_classes)]
-        return {
-            "y": y,
-            "assignments": self._y.copy(),  # before relabelling: what the next round refines
-            "medoids": med,
-            "unassigned": unassigned,
-            "nearest": near.astype(np.int64),
-            "members": members,
-        }
+        return PosetsStructure(
+            y=y,
+            assignments=self._y.copy(),  # before relabelling: what the next round refines
+            medoids=med,
+            unassigned=unassigned,
+            nearest=near.astype(np.int64),
+            members=members,
+        )
 
-    def restore_structure(self, structure: dict[str, Any]) -> None:
+    def restore_structure(self, structure: PosetsStructure) -> None:
         """On resume: the saved round's assignments seed the next round's G step (without this
         a run resumed at round ≥ 1 would regroup from g(x))."""
-        self._y = np.asarray(structure["assignments"]).copy()
+        self._y = np.asarray(structure.assignments).copy()
 
     def batches(
-        self, structure: dict[str, Any], rng: np.random.Generator, ctx: EpochContext | None = None
+        self, structure: PosetsStructure, rng: np.random.Generator, ctx: EpochContext | None = None
     ) -> list[dict[str, Any]]:
-        y, med, members = structure["y"], structure["medoids"], structure["members"]
-        un, near = structure["unassigned"], structure["nearest"]
+        y, med, members = structure.y, structure.medoids, structure.members
+        un, near = structure.unassigned, structure.nearest
         n = len(y)
         n_batches = max(1, math.ceil(n / self.batch_size))
         m = self.batch_size // 2 if len(un) else 0
@@ -256,7 +272,7 @@ class Posets(Method):
         return out
 
     def batch_loss(
-        self, emb: torch.Tensor, batch: dict[str, Any], structure: dict[str, Any]
+        self, emb: torch.Tensor, batch: dict[str, Any], structure: PosetsStructure
     ) -> torch.Tensor:
         c, k = batch["n_reps"], batch["n_members"]
         reps, assigned, unassigned = emb[:c], emb[c : c + k], emb[c + k :]
@@ -280,23 +296,23 @@ class Posets(Method):
             temperature=self.temperature,
         )
 
-    def structure_stats(self, structure: dict[str, Any], labels: np.ndarray) -> dict[str, float]:
+    def structure_stats(self, structure: PosetsStructure, labels: np.ndarray) -> dict[str, float]:
         """Class purity (same-label share of within-class pairs, ``positive_tp_rate``), the
         share of items assigned, the number of classes, and how often an unassigned item's
         nearest medoid has its label (``poset_top1``)."""
-        y = structure["y"]
+        y = structure.y
         same = pairs = 0
-        for m in structure["members"]:
+        for m in structure.members:
             counts = np.bincount(labels[m])
             same += int((counts * (counts - 1)).sum())
             pairs += len(m) * (len(m) - 1)
         out = {
             "positive_tp_rate": same / max(pairs, 1),
             "assigned": float((y >= 0).mean()),
-            "classes": float(len(structure["members"])),
+            "classes": float(len(structure.members)),
         }
-        un = structure["unassigned"]
+        un = structure.unassigned
         if len(un):
-            top = structure["medoids"][structure["nearest"][:, 0]]
+            top = structure.medoids[structure.nearest[:, 0]]
             out["poset_top1"] = float((labels[top] == labels[un]).mean())
         return out

@@ -28,6 +28,7 @@ taken at the same point); ``"alternate"`` updates F on even steps and Φ on odd 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -56,7 +57,34 @@ from labelfree.structure.orders import (
     order_matrix,
     sample_groups,
 )
-from labelfree.train.loop import EpochContext
+from labelfree.train.loop import EpochContext, Structure
+
+
+@dataclass
+class ROULStructure(Structure):
+    """ROUL's round structure (seed 003 §3.1, §3.3): ``core`` each item's core (−1: none),
+    ``assign`` its k-means cluster, ``bank`` the memory bank (N, d; updated by every batch),
+    ``roles`` of a comparison set's items and their order matrix ``orders`` (Eq. 1)."""
+
+    core: np.ndarray
+    assign: np.ndarray
+    bank: torch.Tensor
+    roles: np.ndarray
+    orders: np.ndarray
+    _core_t: torch.Tensor | None = field(default=None, init=False, repr=False, compare=False)
+    _assign_t: torch.Tensor | None = field(default=None, init=False, repr=False, compare=False)
+
+    def on_device(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """``core`` and ``assign`` as tensors on ``device`` (cached, never checkpointed); the
+        bank moves there too."""
+        if self._core_t is None or self._core_t.device != device:
+            self._core_t = torch.as_tensor(self.core, device=device)
+            self._assign_t = torch.as_tensor(self.assign, device=device)
+            self.bank = self.bank.to(device)
+        return self._core_t, self._assign_t
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_core_t": None, "_assign_t": None}
 
 
 @register_method
@@ -165,32 +193,18 @@ class ROUL(Method):
             raise DataError(f"roc_orders {roc_orders!r}: choose predicted or target")
         if cooperative not in ("joint", "alternate"):
             raise DataError(f"cooperative {cooperative!r}: choose joint or alternate")
-        self.clusters = clusters
-        self.core_fraction = core_fraction
-        self.core_min_share = core_min_share
-        self.kmeans_iters = kmeans_iters
-        self.n_aug = n_aug
-        self.n_same = n_same
-        self.n_other = n_other
-        self.aug_vs_core = aug_vs_core
-        self.random_fraction = random_fraction
-        self.lam_p = lam_p
-        self.lam_n = lam_n
-        self.ms_delta = ms_delta
-        self.mining_eps = mining_eps
+        self.clusters, self.core_fraction = clusters, core_fraction
+        self.core_min_share, self.kmeans_iters = core_min_share, kmeans_iters
+        self.n_aug, self.n_same, self.n_other = n_aug, n_same, n_other
+        self.aug_vs_core, self.random_fraction = aug_vs_core, random_fraction
+        self.lam_p, self.lam_n, self.ms_delta, self.mining_eps = lam_p, lam_n, ms_delta, mining_eps
         self.var_weight = var_weight
-        self.roc_weight = roc_weight
-        self.roc_alpha = roc_alpha
-        self.roc_form = roc_form
+        self.roc_weight, self.roc_alpha, self.roc_form = roc_weight, roc_alpha, roc_form
         self.roc_orders = roc_orders
-        self.moc_weight = moc_weight
-        self.moc_alpha = moc_alpha
-        self.order_hidden = order_hidden
-        self.cooperative = cooperative
-        self.rerank_m = rerank_m
-        self.rerank_views = rerank_views
-        self.rerank_lambda = rerank_lambda
-        self.rerank_alpha = rerank_alpha
+        self.moc_weight, self.moc_alpha = moc_weight, moc_alpha
+        self.order_hidden, self.cooperative = order_hidden, cooperative
+        self.rerank_m, self.rerank_views = rerank_m, rerank_views
+        self.rerank_lambda, self.rerank_alpha = rerank_lambda, rerank_alpha
         self.order_net: OrderNet | None = None
         self._step = 0
 
@@ -208,10 +222,10 @@ class ROUL(Method):
 
     def structure(
         self, reps: np.ndarray, round_idx: int, ctx: EpochContext | None = None
-    ) -> dict[str, Any]:
+    ) -> ROULStructure:
         """k-means cores on ``reps`` and a memory bank of the current embedding (§3.1, §3.3)."""
         k = self.n_clusters(len(reps))
-        out = kmeans_cores(
+        km = kmeans_cores(
             reps,
             k,
             self.core_fraction,
@@ -220,25 +234,29 @@ class ROUL(Method):
             min_share=self.core_min_share,
         )
         bank = ctx.embedding() if ctx is not None else reps
-        out["bank"] = torch.from_numpy(np.ascontiguousarray(bank, dtype=np.float32))
-        out["roles"] = np.array(
+        roles = np.array(
             [AUG] * self.n_aug + [SAME_CORE] * self.n_same + [OTHER_CORE] * self.n_other
         )
-        out["orders"] = order_matrix(out["roles"], self.aug_vs_core)
-        return out
+        return ROULStructure(
+            core=km["core"],
+            assign=km["assign"],
+            bank=torch.from_numpy(np.ascontiguousarray(bank, dtype=np.float32)),
+            roles=roles,
+            orders=order_matrix(roles, self.aug_vs_core),
+        )
 
     def batches(
-        self, structure: dict[str, Any], rng: np.random.Generator, ctx: EpochContext | None = None
+        self, structure: ROULStructure, rng: np.random.Generator, ctx: EpochContext | None = None
     ) -> list[dict[str, Any]]:
         """≈ 3 N embedded items per epoch (as the Hadsell triplet baseline), in batches of groups
         (anchor + comparison set) and random two-view items."""
-        n = len(structure["core"])
+        n = len(structure.core)
         group = 1 + self.n_aug + self.n_same + self.n_other
         n_rand = 2 * int(round(self.batch_size * self.random_fraction / 2))
         n_groups = max(1, (self.batch_size - n_rand) // group)
         n_batches = max(1, math.ceil(3 * n / self.batch_size))
         groups, _ = sample_groups(
-            structure["core"], n_groups * n_batches, self.n_aug, self.n_same, self.n_other, rng
+            structure.core, n_groups * n_batches, self.n_aug, self.n_same, self.n_other, rng
         )
         out = []
         for b in range(n_batches):
@@ -256,7 +274,7 @@ class ROUL(Method):
 
     # ---- losses -----------------------------------------------------------------------------------
     def feature_loss(
-        self, emb: torch.Tensor, idx: torch.Tensor, structure: dict[str, Any]
+        self, emb: torch.Tensor, idx: torch.Tensor, structure: ROULStructure
     ) -> torch.Tensor:
         """MS loss against the memory bank + the batch (Eq. 7) + marginal variance, mean over items.
 
@@ -264,9 +282,8 @@ class ROUL(Method):
         the same core; negatives: items of other k-means clusters (same-cluster non-core items are
         neither: their relation is uncertain).
         """
-        bank = structure["bank"]
-        core = structure["_core_t"]
-        assign = structure["_assign_t"]
+        core, assign = structure.on_device(emb.device)
+        bank = structure.bank
         n = bank.shape[0]
         keys = torch.cat([emb, bank])
         sims = emb @ keys.T
@@ -287,13 +304,10 @@ class ROUL(Method):
         return out
 
     def batch_loss(
-        self, emb: torch.Tensor, batch: dict[str, Any], structure: dict[str, Any]
+        self, emb: torch.Tensor, batch: dict[str, Any], structure: ROULStructure
     ) -> torch.Tensor:
         device = emb.device
-        if "_core_t" not in structure or structure["_core_t"].device != device:
-            structure["_core_t"] = torch.as_tensor(structure["core"], device=device)
-            structure["_assign_t"] = torch.as_tensor(structure["assign"], device=device)
-            structure["bank"] = structure["bank"].to(device)
+        structure.on_device(device)
         idx = torch.as_tensor(batch["indices"], device=device)
         emb = F.normalize(emb, dim=1)
         step = self._step
@@ -304,7 +318,7 @@ class ROUL(Method):
         ge = emb[pos]  # (G, 1 + N, d)
         anchor, items = ge[:, 0], ge[:, 1:]
         dist = (anchor[:, None, :] - items).norm(dim=-1)  # (G, N)
-        target = torch.as_tensor(structure["orders"], device=device, dtype=emb.dtype)
+        target = torch.as_tensor(structure.orders, device=device, dtype=emb.dtype)
         target = target.expand(len(pos), -1, -1)
         phi = self.extra_module()
         # Start from a constant: on an order-network-only step (cooperative="alternate") the
@@ -326,7 +340,7 @@ class ROUL(Method):
             if self.moc_weight:
                 loss = loss + self.moc_weight * moc_loss(dist.detach(), pred, self.moc_alpha)
         with torch.no_grad():  # memory bank update: the newest view of each item
-            structure["bank"][idx] = emb.detach().to(structure["bank"].dtype)
+            structure.bank[idx] = emb.detach().to(structure.bank.dtype)
         return loss
 
     def fit(self, images: ImageSet, *args: Any, **kwargs: Any) -> ROUL:
@@ -336,9 +350,9 @@ class ROUL(Method):
         self.extra_module().eval()
         return self
 
-    def structure_stats(self, structure: dict[str, Any], labels: np.ndarray) -> dict[str, float]:
+    def structure_stats(self, structure: ROULStructure, labels: np.ndarray) -> dict[str, float]:
         """Core coverage and purity (:func:`labelfree.structure.orders.core_purity`)."""
-        return core_purity(structure["core"], labels)
+        return core_purity(structure.core, labels)
 
     # ---- test time ----------------------------------------------------------------------------------
     @torch.no_grad()

@@ -10,6 +10,7 @@ distilled from whitened HOG with augmentation (0.479 without), against 0.491 for
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,13 @@ from torch import nn
 
 from labelfree.graph.knn import l2_normalize
 from labelfree.losses.pairs import info_nce
-from labelfree.train.loop import EpochContext
+from labelfree.train.loop import EpochContext, Structure
+
+
+@dataclass
+class DistillStructure(Structure):
+    """Distillation has nothing to mine (METHODS.md §0): the teacher codes g(x) are the whole
+    training signal, held by the stage."""
 
 
 class DistillStage:
@@ -36,11 +43,11 @@ class DistillStage:
 
     def structure(
         self, reps: np.ndarray, round_idx: int, ctx: EpochContext | None = None
-    ) -> dict[str, Any]:
-        return {}
+    ) -> DistillStructure:
+        return DistillStructure()
 
     def batches(
-        self, structure: dict[str, Any], rng: np.random.Generator, ctx: EpochContext | None = None
+        self, structure: DistillStructure, rng: np.random.Generator, ctx: EpochContext | None = None
     ) -> list[dict[str, Any]]:
         order = rng.permutation(len(self.teacher))
         n = len(order)
@@ -50,7 +57,7 @@ class DistillStage:
         return [{"indices": order[s : s + bs]} for s in stops]
 
     def batch_loss(
-        self, emb: torch.Tensor, batch: dict[str, Any], structure: dict[str, Any]
+        self, emb: torch.Tensor, batch: dict[str, Any], structure: DistillStructure
     ) -> torch.Tensor:
         t = self.teacher[torch.as_tensor(batch["indices"])].to(emb.device)
         s = nn.functional.normalize(self.projector(emb), dim=1)

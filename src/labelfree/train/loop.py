@@ -16,7 +16,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -51,6 +51,16 @@ class EpochContext:
         return self._embedding
 
 
+@dataclass(kw_only=True)
+class Structure:
+    """What a stage's structure step returns: each method subclasses it with the typed parts of
+    its training signal (mined pairs, cliques, cores, ...). The loop fills :attr:`stats` with the
+    round's diagnostics (``structure_stats`` and the step's time) and logs them with epoch 0.
+    The structure is pickled into checkpoints: device-side caches belong outside the fields."""
+
+    stats: dict[str, float] = field(default_factory=dict)
+
+
 class Stage(Protocol):
     """What the loop needs from a method.
 
@@ -61,16 +71,16 @@ class Stage(Protocol):
 
     name: str
 
-    def structure(self, reps: np.ndarray, round_idx: int, ctx: EpochContext) -> dict[str, Any]:
+    def structure(self, reps: np.ndarray, round_idx: int, ctx: EpochContext) -> Structure:
         """Build the training signal from the representation of all training items."""
 
     def batches(
-        self, structure: dict[str, Any], rng: np.random.Generator, ctx: EpochContext | None = None
+        self, structure: Structure, rng: np.random.Generator, ctx: EpochContext | None = None
     ) -> list[dict[str, Any]]:
         """The batches of one epoch; each holds ``indices``: the items to embed."""
 
     def batch_loss(
-        self, emb: torch.Tensor, batch: dict[str, Any], structure: dict[str, Any]
+        self, emb: torch.Tensor, batch: dict[str, Any], structure: Structure
     ) -> torch.Tensor:
         """Loss of one batch from the embeddings of ``batch['indices']`` (in that order)."""
 
@@ -132,7 +142,7 @@ def train(
     resume: bool = False,
     extra: nn.Module | None = None,
     on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
-    structure_stats: Callable[[dict[str, Any]], dict[str, float]] | None = None,
+    structure_stats: Callable[[Structure], dict[str, float]] | None = None,
 ) -> list[dict[str, Any]]:
     """Train ``net`` (and the stage's ``extra`` module, e.g. a projector) in place.
 
@@ -175,6 +185,11 @@ def train(
         history = state["history"]
         start_round, start_epoch = state["round"], state["epoch"] + 1
         structure = state["structure"]
+        if structure is not None and not isinstance(structure, Structure):
+            raise CheckpointError(
+                f"{ckpt_path}: written by an older labelfree (untyped structure); "
+                "start the run again with --overwrite"
+            )
         if structure is not None and (restore := getattr(stage, "restore_structure", None)):
             restore(structure)
         if start_epoch >= cfg.epochs:
@@ -192,7 +207,7 @@ def train(
             kill_point_for_tests(f"{stage.name}:structure")
             stats = structure_stats(structure) if structure_stats else {}
             stats["structure_seconds"] = time.perf_counter() - t0
-            structure["_stats"] = stats
+            structure.stats = stats
         for e in range(start_epoch, cfg.epochs):
             g_epoch = r * cfg.epochs + e
             rng = np.random.default_rng([cfg.seed, r, e])
@@ -247,7 +262,7 @@ def train(
                 "steps": len(batches),
             }
             if e == 0:
-                record.update({f"structure/{k}": v for k, v in structure["_stats"].items()})
+                record.update({f"structure/{k}": v for k, v in structure.stats.items()})
             history.append(record)
             if rank == 0 and run_dir is not None:
                 save_checkpoint(
