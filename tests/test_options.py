@@ -137,7 +137,7 @@ def test_weighted_false_really_trains_unweighted():
     "options, message",
     [
         ({"dim": 0}, "option dim=0: must be >= 1"),
-        ({"epochs": -1}, "option epochs=-1: must be >= 1"),
+        ({"epochs": -1}, "option epochs=-1: must be >= 0"),
         ({"batch_size": 0}, "option batch_size=0: must be >= 2"),
         ({"k_pos": "abc"}, "option k_pos='abc': expected an integer"),
         ({"start": "imagenet"}, "option start='imagenet': choose one of scratch"),
@@ -155,8 +155,8 @@ def test_fit_validates_options_set_after_construction():
     from labelfree.data.registry import load_data
 
     m = get_method("hadsell", start="feature-head", features="pixels", progress=False)
-    m.epochs = 0
-    with pytest.raises(DataError, match="option epochs=0"):
+    m.epochs = -1
+    with pytest.raises(DataError, match="option epochs=-1"):
         m.fit(load_data("digits:train"))
 
 
@@ -187,3 +187,14 @@ def test_methods_name_lists_type_default_and_help(monkeypatch, capsys):
     assert "k_graph: int = 30  (>= 1)" in out
     assert run_cli(["methods", "nope"], monkeypatch) == 2
     assert "unknown method 'nope'" in capsys.readouterr().err
+
+
+def test_zero_epochs_is_the_start_alone(tmp_path):
+    """epochs=0 trains nothing after the start: the feature head stays its PCA initialisation
+    (the benchmarks' "start, not fine-tuned" row)."""
+    from labelfree.data.bundled import digits
+
+    data = digits("train", image_size=16).per_class(10, seed=0)
+    m = get_method("hadsell", start="feature-head", features="pixels", epochs=0, progress=False)
+    m.fit(data)
+    assert [r for r in m.history if r.get("stage") == "hadsell"] == []

@@ -46,7 +46,7 @@ class Method(KeywordOptions):
     name: ClassVar[str] = ""
     option_ranges: ClassVar[dict[str, Range]] = {
         "dim": AT_LEAST_1,
-        "epochs": AT_LEAST_1,
+        "epochs": NON_NEGATIVE,
         "rounds": AT_LEAST_1,
         "batch_size": Range(2),
         "lr": POSITIVE,
@@ -104,7 +104,8 @@ class Method(KeywordOptions):
             backbone: CNN for image starts (``small``, ``resnet18``, ``hf:<dir>``, ...).
             dim: embedding dimension (L2-normalised).
             pooling: global pooling of the backbone's feature map (avg, mac, gem, rmac).
-            epochs: training epochs per round.
+            epochs: training epochs per round (0: the start alone, not fine-tuned — the
+                benchmarks' "start, not fine-tuned" row).
             rounds: structure-step / training rounds (round 0 builds its structure on g(x)).
             batch_size: tuples (or items) per training step.
             lr: learning rate; default 1e-3 from scratch / feature head, 3e-4 after distillation
