@@ -144,6 +144,12 @@ CASES = [
     (["fit", "-d", "{train}", "--out", "{new}", "--recipe", "{ws}/bad.toml"], "bad.toml"),
     (["fit", "-d", "{train}", "--out", "{new}", "--recipe", "{ws}/badval.toml"], "k_pos"),
     (["methods", "nope"], "nope"),
+    # the command line itself (typer's own errors, as one line too)
+    (["fit", "-d", "{train}", "--out", "{new}", "--lr", "abc"], "--lr"),
+    (["fit", "-d", "{train}"], "--out"),
+    (["fit", "-d", "{train}", "--out", "{new}", "--bogus-flag"], "--bogus-flag"),
+    (["fit", "-d", "{train}", "--out", "{new}", "--epochs"], "--epochs"),
+    (["nosuchcommand"], "nosuchcommand"),
     # data
     (["fit", "-d", "{ws}/empty", "--out", "{new}", *FAST], "empty"),
     (["fit", "-d", "{ws}/no-such-folder", "--out", "{new}", *FAST], "no-such-folder"),

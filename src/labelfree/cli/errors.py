@@ -8,6 +8,7 @@ import sys
 import warnings
 
 import click
+import typer
 from rich.markup import escape
 
 from labelfree.cli.common import app, err
@@ -52,11 +53,12 @@ def _interrupted() -> None:
 def _main() -> None:
     try:
         rv = app(standalone_mode=False)
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except (KeyboardInterrupt, typer.Abort, click.exceptions.Abort):
         _interrupted()
-    except click.ClickException as exc:  # usage errors: click's own one-line message
-        exc.show()
-        sys.exit(exc.exit_code)
+    except (typer.TyperException, click.ClickException) as exc:
+        # usage errors (typer vendors click: both kinds), as one line naming the option
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        _fail(" ".join(str(message).split()), getattr(exc, "exit_code", 2) or 2)
     except (DataError, CheckpointError, ValueError) as exc:
         _fail(str(exc))
     except MemoryError:
