@@ -247,6 +247,10 @@ class KeywordOptions:
         """All constructor options and their values (saved with the model)."""
         return {k: getattr(self, k) for k in self.option_names()}
 
+    def clone(self) -> KeywordOptions:
+        """A new, unfitted object with the same options (scikit-learn's ``clone``)."""
+        return type(self)(**self.get_params())
+
     def set_params(self, **params: Any) -> KeywordOptions:
         """Set options by name (typed and validated, as scikit-learn's ``set_params``)."""
         for k, v in self.coerce_options(params, getattr(self, "name", "")).items():
