@@ -10,10 +10,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from labelfree.losses.clique import clique_batch_loss
 from labelfree.losses.poset import poset_loss, posets_objective, surrogate_loss
 from labelfree.methods import get_method, load_model
-from labelfree.methods.cliquecnn import clique_batch_loss
-from labelfree.methods.posets import medoids, refine_assignments
+from labelfree.structure.posets import medoids, refine_assignments
 
 
 def test_poset_loss_equals_hand_computation():

@@ -34,11 +34,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from labelfree.data.imageset import ImageSet
 from labelfree.data.sequences import check_sequences
 from labelfree.graph.knn import l2_normalize
+from labelfree.losses.clique import clique_batch_loss
 from labelfree.methods.base import Method
 from labelfree.methods.registry import register_method
 from labelfree.options import AT_LEAST_1, NON_NEGATIVE, POSITIVE
@@ -59,22 +59,6 @@ class CliqueCNNStructure(Structure):
     clique_members: list[np.ndarray]
     n_cliques: int
     objective: list[float]
-
-
-def clique_batch_loss(emb: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
-    """r-way classification of each sample into its clique by cosine to leave-one-out clique
-    prototypes (every clique in the batch must have ≥ 2 samples)."""
-    e = F.normalize(emb, dim=1)
-    r = int(labels.max()) + 1
-    onehot = F.one_hot(labels, r).to(e.dtype)
-    sums = onehot.T @ e  # (r, d)
-    counts = onehot.sum(0)
-    protos = F.normalize(sums / counts[:, None], dim=1)
-    logits = e @ protos.T
-    own = F.normalize(sums[labels] - e, dim=1)
-    own_logit = (e * own).sum(1)
-    logits = torch.where(onehot.bool(), own_logit[:, None], logits)
-    return F.cross_entropy(logits / temperature, labels)
 
 
 @register_method
