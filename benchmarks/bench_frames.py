@@ -99,7 +99,7 @@ def faces_one(args, seed: int) -> dict:
             "learned": learned,
             "random": rand,
             "fit_s": fit_s,
-            "loss": [h["loss"] for h in m.history],
+            "loss": [h["loss"] for h in m.history_],
         }
         print(f"[faces] seed {seed} {label}: fit {fit_s:.0f}s {json.dumps(learned)}", flush=True)
     return out

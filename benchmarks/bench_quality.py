@@ -80,7 +80,7 @@ def fit_and_score(
     z = m.embed(test)
     res = {k: evaluate_embeddings(z, test.labels, seed=seed)[k] for k in METRICS}
     stats = next(
-        (h for h in m.history if h["stage"] == method and "structure/positive_tp_rate" in h), {}
+        (h for h in m.history_ if h["stage"] == method and "structure/positive_tp_rate" in h), {}
     )
     res["TP"] = stats.get("structure/positive_tp_rate", float("nan"))
     res["TN"] = stats.get("structure/negative_tn_rate", float("nan"))

@@ -34,7 +34,7 @@ from labelfree.methods import get_method  # noqa: E402
 
 
 def _to(m, device: str):
-    m.net.to(device)
+    m.net_.to(device)
     return m
 
 
@@ -66,7 +66,7 @@ def agreement(device: str) -> list[dict]:
     x = data.tensor(np.arange(16))
     losses = []
     for dev in ("cpu", device):
-        net = mom.net.to(dev).train()
+        net = mom.net_.to(dev).train()
         torch.manual_seed(0)
         emb = net(x.to(dev))
         a, p, n = emb[:8:2], emb[1:8:2], emb[8:16:2]
@@ -81,7 +81,7 @@ def agreement(device: str) -> list[dict]:
     dense.fit(faces)
     with torch.no_grad():
         m_cpu = dense.maps(faces).numpy()
-        dense.net.to(device)
+        dense.net_.to(device)
         m_gpu = dense.maps(faces).numpy()
     rows.append(_compare("dense maps, fp32", m_cpu, m_gpu, tol=1e-3))
     return rows
@@ -123,7 +123,7 @@ def throughput(device: str, quick: bool) -> list[dict]:
         cache=False,
     ).fit(data)
     handle.remove()
-    secs = sum(r["seconds"] for r in m.history if r.get("stage") == "mom")
+    secs = sum(r["seconds"] for r in m.history_ if r.get("stage") == "mom")
     lf_rate = seen_by_net[0] / secs  # the epochs' wall time, the embedding passes included
 
     # the plain pytorch-metric-learning loop on the same backbone and batch
@@ -155,7 +155,7 @@ def throughput(device: str, quick: bool) -> list[dict]:
     faces = synthetic_faces("train", n=64 if quick else 1000, size=size)
     dense = get_method("dense", epochs=1, batch_size=32, device=device, amp=amp, progress=False)
     dense.fit(faces)
-    d_secs = sum(r["seconds"] for r in dense.history)
+    d_secs = sum(r["seconds"] for r in dense.history_)
     return [
         {
             "loop": f"labelfree mom, resnet18, {size}px",

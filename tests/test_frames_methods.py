@@ -133,7 +133,7 @@ def test_flow_pairs_correspond(shift):
 def test_fit_points_save_load(faces, tmp_path, name):
     train, test = faces
     m = get_method(name, **TINY).fit(train)
-    assert len(m.history) == 1 and np.isfinite(m.history[0]["loss"])
+    assert len(m.history_) == 1 and np.isfinite(m.history_[0]["loss"])
     pts = m.points(test)
     p = 10 if name == "fse" else m.n_points
     assert pts.shape == (len(test), p, 2)
@@ -152,7 +152,7 @@ def test_fse_gradient_step_reduces_its_loss(faces):
     train, _ = faces
     m = get_method("fse", **TINY, k=4)
     m._build(train)
-    net = m.net.double().train()
+    net = m.net_.double().train()
     torch.manual_seed(0)
     xx, pair = m._warp_inputs(train, np.arange(6), torch.device("cpu"))
     xx, pair = xx.double(), {**pair, "G": pair["G"].double()}

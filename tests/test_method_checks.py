@@ -71,7 +71,7 @@ def method_name(request):
 
 
 def _state(m) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in m.net.state_dict().items()}
+    return {k: v.detach().clone() for k, v in m.net_.state_dict().items()}
 
 
 def _assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:

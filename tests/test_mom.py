@@ -77,7 +77,7 @@ def test_short_fit_logs_pool_rates():
     m = get_method(
         "mom", start="feature-head", features="pixels", epochs=1, k_graph=10, progress=False
     ).fit(data)
-    rec = m.history[0]
+    rec = m.history_[0]
     assert 0 <= rec["structure/positive_tp_rate"] <= 1
     assert 0 <= rec["structure/negative_tn_rate"] <= 1
     assert rec["structure/k_pos"] >= 10  # from the label-free pool-size rule

@@ -198,7 +198,7 @@ def test_zero_epochs_is_the_start_alone(tmp_path):
     data = digits("train", image_size=16).per_class(10, seed=0)
     m = get_method("hadsell", start="feature-head", features="pixels", epochs=0, progress=False)
     m.fit(data)
-    assert [r for r in m.history if r.get("stage") == "hadsell"] == []
+    assert [r for r in m.history_ if r.get("stage") == "hadsell"] == []
 
 
 def test_clone_is_unfitted_with_equal_params():
@@ -209,5 +209,5 @@ def test_clone_is_unfitted_with_equal_params():
     m.set_params(progress="false").fit(data)
     c = m.clone()
     assert type(c) is type(m) and c.get_params() == m.get_params() and c.progress is False
-    assert c.net is None and m.net is not None
+    assert c.net_ is None and m.net_ is not None
     assert np.array_equal(c.fit(data).embed(data), m.embed(data))  # same seed, same result

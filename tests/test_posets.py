@@ -126,7 +126,7 @@ def test_posets_fit_builds_posets_and_round_trips(small_digits, tmp_path):
         progress=False,
         g_steps=20,
     ).fit(small_digits)
-    rec = [h for h in m.history if "structure/classes" in h]
+    rec = [h for h in m.history_ if "structure/classes" in h]
     assert len(rec) == 2  # both rounds rebuilt the structure
     assert rec[0]["structure/classes"] >= 2
     assert 0 < rec[0]["structure/assigned"] < 1
@@ -150,7 +150,7 @@ def test_cliquecnn_fit_logs_clique_purity(small_digits):
         batch_size=64,
         progress=False,
     ).fit(small_digits)
-    rec = m.history[0]
+    rec = m.history_[0]
     assert rec["structure/cliques"] >= 5
     assert 0.5 <= rec["structure/positive_tp_rate"] <= 1
     assert 0 < rec["structure/covered"] <= len(small_digits)

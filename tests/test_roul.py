@@ -231,7 +231,7 @@ def test_fit_save_load_keeps_order_net_and_cli_rerank(shape_folders, tmp_path, m
     state = torch.load(out / "model.pt", weights_only=False)
     for k, v in m.order_net.state_dict().items():  # the order network travels with the model
         torch.testing.assert_close(v.cpu(), state["extra_state"][k])
-    assert any(h.get("structure/core_coverage", 0) > 0 for h in m.history)
+    assert any(h.get("structure/core_coverage", 0) > 0 for h in m.history_)
 
     ev = ["evaluate", "--model", out, "--data", eval_dir, "--features", ""]
     assert run_cli([*ev, "--rerank", "roul", "--json", tmp_path / "m.json"], monkeypatch) == 0

@@ -24,7 +24,7 @@ def _small_digits(n_per_class: int = 30):
 
 
 def _state(m):
-    return {k: v.clone() for k, v in m.net.state_dict().items()}
+    return {k: v.clone() for k, v in m.net_.state_dict().items()}
 
 
 def _assert_same_state(s1, s2):
@@ -61,8 +61,8 @@ def test_resume_after_kill_repeats_uninterrupted_run(tmp_path):
     resumed = get_method("hadsell", **OPTS).fit(data, run_dir=tmp_path / "b", resume=True)
     _assert_same_state(_state(full), _state(resumed))
     # the history (restored from the checkpoint, then continued) matches the uninterrupted run
-    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in full.history]
-    assert len(resumed.history) == 3 * 2
+    assert [r["loss"] for r in resumed.history_] == [r["loss"] for r in full.history_]
+    assert len(resumed.history_) == 3 * 2
     log = (tmp_path / "b" / "log.jsonl").read_text().splitlines()
     assert len(log) == 6  # one record per epoch across both calls
 
@@ -137,7 +137,7 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
     m = get_method("hadsell", **{**OPTS, "rounds": 1, "epochs": 2, "device": "cpu"})
     m.fit(_small_digits(), run_dir=os.path.join(out_dir, f"rank{rank}"))
     torch.save(
-        {"state": m.net.state_dict(), "history": m.history},
+        {"state": m.net_.state_dict(), "history": m.history_},
         os.path.join(out_dir, f"result{rank}.pt"),
     )
     torch.distributed.destroy_process_group()
@@ -153,7 +153,7 @@ def test_ddp_two_gloo_processes_stay_in_sync(tmp_path):
     _assert_same_state(r0["state"], r1["state"])
     single = get_method("hadsell", **{**OPTS, "rounds": 1, "epochs": 2}).fit(_small_digits())
     # each rank ran half of the epoch's steps
-    steps_single = single.history[0]["steps"]
+    steps_single = single.history_[0]["steps"]
     assert r0["history"][0]["steps"] == steps_single // 2
     # only rank 0 writes the checkpoint and log
     assert (tmp_path / "rank0" / "checkpoint.pt").exists()

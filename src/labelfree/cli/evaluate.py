@@ -76,7 +76,7 @@ def evaluate(
         raise DataError(f"--protocol {protocol!r}: choose retrieval or exemplar")
     m = load_model(str(_model_path(model)))
     eval_set = _load(
-        data, image_size or (m.image_size[0] if m.image_size else None), data_root, on_error
+        data, image_size or (m.image_size_[0] if m.image_size_ else None), data_root, on_error
     )
     if protocol == "exemplar" or rerank != "none":
         if not hasattr(m, "embed"):

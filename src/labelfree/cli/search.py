@@ -53,7 +53,7 @@ def embed(
         raise DataError(f"--out {out}: is a folder; give a .npz or .npy file name")
     m = load_model(str(_model_path(model)))
     images = _load(
-        data, image_size or (m.image_size[0] if m.image_size else None), data_root, on_error
+        data, image_size or (m.image_size_[0] if m.image_size_ else None), data_root, on_error
     )
     z = m.embed(images)
     buf = io.BytesIO()
@@ -92,7 +92,7 @@ def index(
     src = _model_path(model)
     m = load_model(str(src))
     images = _load(
-        data, image_size or (m.image_size[0] if m.image_size else None), data_root, on_error
+        data, image_size or (m.image_size_[0] if m.image_size_ else None), data_root, on_error
     )
     ids = images.paths or [f"{images.name}#{i}" for i in range(len(images))]
     z = m.embed(images)
@@ -133,7 +133,7 @@ def search(
 
     idx = EmbeddingIndex.load(index_dir)
     m = load_model(str(index_dir / "model.pt"))
-    size = m.image_size[0] if m.image_size else 64
+    size = m.image_size_[0] if m.image_size_ else 64
     imgs = np.stack([resize_square(decode_image(q), size) for q in query])
     q_emb = m.embed(ImageSet(imgs, name="query", paths=[str(q) for q in query]))
     scores, nbrs = idx.search(q_emb, k)

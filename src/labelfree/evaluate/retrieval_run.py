@@ -23,7 +23,7 @@ def initial_extractor(method: Any, name: str, fit_on: ImageSet) -> Any:
     fitted g(x), or one fitted (without labels) on ``fit_on``. ``backbone`` only as the
     method's own g(x): a built-in backbone here would be random."""
     if name == method.features:
-        return method.extractor
+        return method.extractor_
     if name == "backbone":
         raise DataError(
             "--features backbone: only a model trained with -o features=backbone has a "

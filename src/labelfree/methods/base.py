@@ -156,10 +156,10 @@ class Method(KeywordOptions):
         self.amp = amp
         self.progress = progress
         self.cache = cache
-        self.net: nn.Module | None = None
-        self.extractor: FeatureExtractor | None = None
-        self.image_size: tuple[int, int] | None = None
-        self.history: list[dict[str, Any]] = []
+        self.net_: nn.Module | None = None
+        self.extractor_: FeatureExtractor | None = None
+        self.image_size_: tuple[int, int] | None = None
+        self.history_: list[dict[str, Any]] = []
         self._labels: np.ndarray | None = None
 
     def validate_params(self) -> None:
@@ -238,17 +238,17 @@ class Method(KeywordOptions):
         device = choose_device(self.device)
         dist.init_from_env(device)
         device = dist.local_device(device)
-        self.image_size = images.image_size
+        self.image_size_ = images.image_size
         self._labels = images.labels
         enc = self.encoder
-        self.extractor = enc.extractor().fit(images)
-        g = compute_features(self.extractor, images, cache=self.cache)
+        self.extractor_ = enc.extractor().fit(images)
+        g = compute_features(self.extractor_, images, cache=self.cache)
         check_finite(g, f"g(x) ({self.features}) of {images.name}")
-        self.net, inputs = enc.build(images, g, device)
+        self.net_, inputs = enc.build(images, g, device)
         represent = lambda: self._represent_train(images, inputs)  # noqa: E731
         if self.start == "distill":
-            self.history += enc.distill(
-                self.net,
+            self.history_ += enc.distill(
+                self.net_,
                 images,
                 g,
                 inputs,
@@ -264,7 +264,7 @@ class Method(KeywordOptions):
                     desc="distill",
                 ),
                 batch_size=max(self.batch_size, 64) * 2,
-                extractor=self.extractor,
+                extractor=self.extractor_,
                 run_dir=run_dir,
                 resume=resume,
                 on_epoch_end=on_epoch_end,
@@ -276,8 +276,8 @@ class Method(KeywordOptions):
             def stats(structure: Structure) -> dict[str, float]:
                 return self.structure_stats(structure, labels)
 
-        self.history += train(
-            self.net,
+        self.history_ += train(
+            self.net_,
             self,
             inputs,
             g,
@@ -289,33 +289,33 @@ class Method(KeywordOptions):
             structure_stats=stats,
             extra=extra.to(device) if (extra := self.extra_module()) is not None else None,
         )
-        self.net.eval()
+        self.net_.eval()
         return self
 
     @torch.no_grad()
     def _represent_train(self, images: ImageSet, inputs: Any) -> np.ndarray:
-        was = self.net.training
-        self.net.eval()
+        was = self.net_.training
+        self.net_.eval()
         out = [
-            self.net(inputs(np.arange(s, min(s + 512, len(images))), False)).float().cpu()
+            self.net_(inputs(np.arange(s, min(s + 512, len(images))), False)).float().cpu()
             for s in range(0, len(images), 512)
         ]
-        self.net.train(was)
+        self.net_.train(was)
         return torch.cat(out).numpy()
 
     # ---- embed ----------------------------------------------------------------------------------
     def _require_fitted(self) -> None:
-        if self.net is None:
+        if self.net_ is None:
             raise RuntimeError(f"method {self.name!r} is not fitted: call fit() or load a model")
 
     @torch.no_grad()
     def embed(self, images: ImageSet, batch_size: int = 512) -> np.ndarray:
         """L2-normalised ``(N, dim)`` float32 embeddings of ``images``."""
         self._require_fitted()
-        net = self.net.eval()
+        net = self.net_.eval()
         device = next(net.parameters()).device
         if self.start == "feature-head":
-            g = compute_features(self.extractor, images, cache=self.cache)
+            g = compute_features(self.extractor_, images, cache=self.cache)
             chunks = [
                 net(torch.from_numpy(g[s : s + batch_size]).to(device)).float().cpu()
                 for s in range(0, len(images), batch_size)
@@ -324,9 +324,9 @@ class Method(KeywordOptions):
             chunks = []
             for s in range(0, len(images), batch_size):
                 x = images.tensor(slice(s, s + batch_size)).to(device)
-                if self.image_size is not None and tuple(x.shape[-2:]) != tuple(self.image_size):
+                if self.image_size_ is not None and tuple(x.shape[-2:]) != tuple(self.image_size_):
                     x = nn.functional.interpolate(
-                        x, size=self.image_size, mode="bilinear", align_corners=False
+                        x, size=self.image_size_, mode="bilinear", align_corners=False
                     )
                 chunks.append(net(x).float().cpu())
         return torch.cat(chunks).numpy().astype(np.float32)
@@ -334,7 +334,7 @@ class Method(KeywordOptions):
     def initial_features(self, images: ImageSet) -> np.ndarray:
         """g(x) of ``images`` with the extractor fitted on the training collection."""
         self._require_fitted()
-        return compute_features(self.extractor, images, cache=self.cache)
+        return compute_features(self.extractor_, images, cache=self.cache)
 
     # ---- evaluation ------------------------------------------------------------------------------
     def evaluate(
@@ -371,8 +371,8 @@ class Method(KeywordOptions):
         write_model_file(
             path,
             self,
-            net=self.net,
-            extractor=self.extractor.to_dict(),
+            net=self.net_,
+            extractor=self.extractor_.to_dict(),
             **({"extra_state": _cpu_state(extra)} if extra is not None else {}),
         )
 
@@ -385,10 +385,10 @@ class Method(KeywordOptions):
         m = instantiate(state)
         net = build_net(state["net_config"])
         net.load_state_dict(state["net_state"])
-        m.net = net.to(choose_device(device)).eval()
-        m.extractor = from_dict(state["extractor"])
-        m.image_size = tuple(state["image_size"]) if state["image_size"] else None
-        m.history = state.get("history", [])
+        m.net_ = net.to(choose_device(device)).eval()
+        m.extractor_ = from_dict(state["extractor"])
+        m.image_size_ = tuple(state["image_size"]) if state["image_size"] else None
+        m.history_ = state.get("history", [])
         if (extra := m.extra_module()) is not None and "extra_state" in state:
             extra.load_state_dict(state["extra_state"])
             extra.to(choose_device(device)).eval()

@@ -67,7 +67,7 @@ class Dense(FrameMethod):
             n_points,
             chunk,
         )
-        self.refs: torch.Tensor | None = None
+        self.refs_: torch.Tensor | None = None
 
     def out_channels(self) -> int:
         return self.dim
@@ -90,21 +90,21 @@ class Dense(FrameMethod):
         conf = m[norms >= np.median(norms)]
         k = min(self.n_points, len(conf))
         km = kmeans(conf, k, nredo=3, seed=self.seed)
-        self.refs = torch.from_numpy(km.centroids)
+        self.refs_ = torch.from_numpy(km.centroids)
 
     def points(self, images: ImageSet) -> np.ndarray:
         """M virtual points: per reference label z_m, the soft-argmax of softmax_v⟨z_m, Φ_v⟩."""
         phi = self.maps(images)
         b, d, h, w = phi.shape
-        logits = torch.einsum("md,bdn->bmn", self.refs, phi.reshape(b, d, h * w))
+        logits = torch.einsum("md,bdn->bmn", self.refs_, phi.reshape(b, d, h * w))
         prob = logits.softmax(-1).reshape(b, -1, h, w)
         return cells_to_pixels(soft_argmax(prob)).numpy()
 
     def _extra_state(self) -> dict[str, Any]:
-        return {"refs": None if self.refs is None else self.refs.cpu()}
+        return {"refs": None if self.refs_ is None else self.refs_.cpu()}
 
     def _load_extra(self, state: dict[str, Any]) -> None:
-        self.refs = state.get("refs")
+        self.refs_ = state.get("refs")
 
 
 @register_method

@@ -115,9 +115,9 @@ class FrameMethod(KeywordOptions):
         self.arch, self.width, self.epochs, self.batch_size = arch, width, epochs, batch_size
         self.lr, self.weight_decay, self.strength, self.pairs = lr, weight_decay, strength, pairs
         self.seed, self.device, self.amp, self.progress = seed, device, amp, progress
-        self.net: FrameNet | None = None
-        self.image_size: tuple[int, int] | None = None
-        self.history: list[dict[str, Any]] = []
+        self.net_: FrameNet | None = None
+        self.image_size_: tuple[int, int] | None = None
+        self.history_: list[dict[str, Any]] = []
 
     # ---- what a method defines -----------------------------------------------------------------
     def out_channels(self) -> int:
@@ -224,14 +224,14 @@ class FrameMethod(KeywordOptions):
     def _build(self, images: ImageSet) -> torch.device:
         seed_everything(self.seed)
         device = choose_device(self.device)
-        self.image_size = images.image_size
-        self.net = FrameNet(self.arch, self.out_channels(), self.width).to(device)
+        self.image_size_ = images.image_size
+        self.net_ = FrameNet(self.arch, self.out_channels(), self.width).to(device)
         return device
 
     def init_untrained(self, images: ImageSet) -> FrameMethod:
         """A randomly initialised network with the same options (the probes' baseline)."""
         self._build(images)
-        self.net.eval()
+        self.net_.eval()
         self._finalize(images)
         return self
 
@@ -277,8 +277,8 @@ class FrameMethod(KeywordOptions):
             progress=self.progress,
             desc=self.name,
         )
-        self.history += train(
-            self.net,
+        self.history_ += train(
+            self.net_,
             self,
             inputs,
             np.zeros((len(images), 1), np.float32),
@@ -288,30 +288,30 @@ class FrameMethod(KeywordOptions):
             resume=resume,
             on_epoch_end=on_epoch_end,
         )
-        self.net.eval()
+        self.net_.eval()
         self._finalize(images)
         return self
 
     # ---- inference -----------------------------------------------------------------------------
     def _require_fitted(self) -> None:
-        if self.net is None:
+        if self.net_ is None:
             raise RuntimeError(f"method {self.name!r} is not fitted: call fit() or load a model")
 
     @torch.no_grad()
     def maps(self, images: ImageSet, batch_size: int = 64) -> torch.Tensor:
         """Raw network output (N, C, H/2, W/2) on the CPU."""
         self._require_fitted()
-        self.net.eval()
-        device = next(self.net.parameters()).device
+        self.net_.eval()
+        device = next(self.net_.parameters()).device
         out = []
         for s in range(0, len(images), batch_size):
             x = images.tensor(slice(s, s + batch_size)).to(device)
-            if self.image_size is not None and tuple(x.shape[-2:]) != tuple(self.image_size):
+            if self.image_size_ is not None and tuple(x.shape[-2:]) != tuple(self.image_size_):
                 raise DataError(
                     f"{images.name}: images are {tuple(x.shape[-2:])}, the model was trained on "
-                    f"{tuple(self.image_size)}; pass --image-size {self.image_size[0]}"
+                    f"{tuple(self.image_size_)}; pass --image-size {self.image_size_[0]}"
                 )
-            out.append(self.net(x).float().cpu())
+            out.append(self.net_(x).float().cpu())
         return torch.cat(out)
 
     def dense_map(self, images: ImageSet) -> np.ndarray:
@@ -348,7 +348,7 @@ class FrameMethod(KeywordOptions):
 
     def save(self, path: str | Path) -> None:
         self._require_fitted()
-        write_model_file(path, self, net=self.net, kind="frames", extra=self._extra_state())
+        write_model_file(path, self, net=self.net_, kind="frames", extra=self._extra_state())
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> FrameMethod:
@@ -356,8 +356,8 @@ class FrameMethod(KeywordOptions):
         m = instantiate(state)
         net = build_frame_net(state["net_config"])
         net.load_state_dict(state["net_state"])
-        m.net = net.to(choose_device(device)).eval()
-        m.image_size = tuple(state["image_size"]) if state["image_size"] else None
-        m.history = state.get("history", [])
+        m.net_ = net.to(choose_device(device)).eval()
+        m.image_size_ = tuple(state["image_size"]) if state["image_size"] else None
+        m.history_ = state.get("history", [])
         m._load_extra(state.get("extra", {}))
         return m

@@ -369,9 +369,9 @@ class ROUL(Method):
             return np.repeat(z[None], n_views, axis=0)
         from labelfree.data.augment import Augment
 
-        net = self.net.eval()
+        net = self.net_.eval()
         device = next(net.parameters()).device
-        size = tuple(self.image_size) if self.image_size else images.image_size
+        size = tuple(self.image_size_) if self.image_size_ else images.image_size
         flip = images.meta.get("hflip", True) if self.flip is None else self.flip
         aug = Augment(size, strength=self.augment, flip=flip).to(device)
         torch.manual_seed(seed)
