@@ -7,7 +7,6 @@ import shlex
 import sys
 import warnings
 
-import click
 import typer
 from rich.markup import escape
 
@@ -31,7 +30,7 @@ def _fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Warnings (skipped files, a fallback taken) as one ``warning:`` line, not source code."""
     err.print(f"[yellow]warning:[/] {escape(str(message))}", soft_wrap=True)
 
@@ -53,10 +52,9 @@ def _interrupted() -> None:
 def _main() -> None:
     try:
         rv = app(standalone_mode=False)
-    except (KeyboardInterrupt, typer.Abort, click.exceptions.Abort):
+    except (KeyboardInterrupt, typer.Abort):
         _interrupted()
-    except (typer.TyperException, click.ClickException) as exc:
-        # usage errors (typer vendors click: both kinds), as one line naming the option
+    except typer.TyperException as exc:  # usage errors (typer's own click), as one line
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         _fail(" ".join(str(message).split()), getattr(exc, "exit_code", 2) or 2)
     except (DataError, CheckpointError, ValueError) as exc:
