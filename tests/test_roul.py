@@ -263,6 +263,7 @@ def test_fit_save_load_keeps_order_net_and_cli_rerank(shape_folders, tmp_path, m
 
 
 def test_cooperative_training_routes_each_loss_to_its_own_network():
+    from labelfree.losses.memory_bank import MemoryBank
     from labelfree.methods.roul import ROUL, ROULStructure
 
     rng = np.random.default_rng(0)
@@ -274,7 +275,7 @@ def test_cooperative_training_routes_each_loss_to_its_own_network():
     structure = ROULStructure(
         core=core,
         assign=np.repeat(np.arange(4), 10),
-        bank=torch.nn.functional.normalize(torch.randn(n, 6), dim=1),
+        bank=MemoryBank(torch.nn.functional.normalize(torch.randn(n, 6), dim=1)),
         roles=roles,
         orders=order_matrix(roles),
     )
@@ -301,5 +302,5 @@ def test_cooperative_training_routes_each_loss_to_its_own_network():
     last = {int(i): k for k, i in enumerate(batch["indices"])}
     for i, k in last.items():
         torch.testing.assert_close(
-            structure.bank[i], torch.nn.functional.normalize(feats.detach()[k], dim=0)
+            structure.bank.keys[i], torch.nn.functional.normalize(feats.detach()[k], dim=0)
         )

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from labelfree.data.imageset import DataError, ImageSet
+from labelfree.losses.memory_bank import MemoryBank
 from labelfree.losses.orders import (
     marginal_variance,
     moc_loss,
@@ -63,12 +64,13 @@ from labelfree.train.loop import EpochContext, Structure
 @dataclass
 class ROULStructure(Structure):
     """ROUL's round structure (seed 003 §3.1, §3.3): ``core`` each item's core (−1: none),
-    ``assign`` its k-means cluster, ``bank`` the memory bank (N, d; updated by every batch),
+    ``assign`` its k-means cluster, ``bank`` the memory bank (a module: N × d keys, updated by
+    every batch),
     ``roles`` of a comparison set's items and their order matrix ``orders`` (Eq. 1)."""
 
     core: np.ndarray
     assign: np.ndarray
-    bank: torch.Tensor
+    bank: MemoryBank
     roles: np.ndarray
     orders: np.ndarray
     _core_t: torch.Tensor | None = field(default=None, init=False, repr=False, compare=False)
@@ -80,7 +82,7 @@ class ROULStructure(Structure):
         if self._core_t is None or self._core_t.device != device:
             self._core_t = torch.as_tensor(self.core, device=device)
             self._assign_t = torch.as_tensor(self.assign, device=device)
-            self.bank = self.bank.to(device)
+            self.bank.to(device)
         return self._core_t, self._assign_t
 
     def __getstate__(self) -> dict[str, Any]:
@@ -240,7 +242,7 @@ class ROUL(Method):
         return ROULStructure(
             core=km["core"],
             assign=km["assign"],
-            bank=torch.from_numpy(np.ascontiguousarray(bank, dtype=np.float32)),
+            bank=MemoryBank(torch.from_numpy(np.ascontiguousarray(bank, dtype=np.float32))),
             roles=roles,
             orders=order_matrix(roles, self.aug_vs_core),
         )
@@ -283,7 +285,7 @@ class ROUL(Method):
         neither: their relation is uncertain).
         """
         core, assign = structure.on_device(emb.device)
-        bank = structure.bank
+        bank = structure.bank.keys
         n = bank.shape[0]
         keys = torch.cat([emb, bank])
         sims = emb @ keys.T
@@ -339,8 +341,7 @@ class ROUL(Method):
             loss = loss + order_loss(pred, target)
             if self.moc_weight:
                 loss = loss + self.moc_weight * moc_loss(dist.detach(), pred, self.moc_alpha)
-        with torch.no_grad():  # memory bank update: the newest view of each item
-            structure.bank[idx] = emb.detach().to(structure.bank.dtype)
+        structure.bank.update(idx, emb)  # the newest view of each item
         return loss
 
     def fit(self, images: ImageSet, *args: Any, **kwargs: Any) -> ROUL:
