@@ -223,15 +223,16 @@ def finish_imageset(
     images: np.ndarray,
     kept: np.ndarray,
     skipped: list[str],
-    skipped_paths: list[str],
     total: int,
     labels: np.ndarray | None,
     class_names: list[str] | None,
     meta: dict | None = None,
+    missing_paths: Sequence[str] = (),
 ) -> ImageSet:
     """Assemble an :class:`ImageSet` from decoded files, warning about skipped ones.
 
-    ``skipped`` are messages (for the warning), ``skipped_paths`` the files (for ``meta``).
+    ``skipped`` are messages (for the warning); ``meta["skipped"]`` lists ``missing_paths``
+    (files left out before decoding) and the ``paths`` that did not decode (not in ``kept``).
     Raises :class:`DataError` when nothing is left.
     """
     if len(kept) == 0:
@@ -240,7 +241,8 @@ def finish_imageset(
     if skipped:
         _warn_skipped(where, skipped, total)
     meta = dict(meta or {})
-    meta["skipped"] = list(skipped_paths)
+    undecoded = sorted(set(range(len(paths))) - set(np.asarray(kept).tolist()))
+    meta["skipped"] = [str(p) for p in missing_paths] + [str(paths[i]) for i in undecoded]
     return ImageSet(
         images=images,
         labels=None if labels is None else np.asarray(labels)[kept],

@@ -164,7 +164,6 @@ def _build(
         contexts=[f"{b.title} ({sources[i]})" for i in present],
         description=f"reading {name}:{split}",
     )
-    dropped = sorted(set(range(len(paths))) - set(kept.tolist()))
     return finish_imageset(
         where=f"{b.title} {split} ({root})",
         name=f"{name}:{split}",
@@ -172,7 +171,7 @@ def _build(
         images=images,
         kept=kept,
         skipped=skipped + decode_skipped,
-        skipped_paths=skipped_paths + [paths[i] for i in dropped],
+        missing_paths=skipped_paths,
         total=len(rel_paths),
         labels=labels,
         class_names=[class_title.get(c, str(c)) for c in ids],

@@ -135,7 +135,6 @@ def load_folder(
     images, kept, skipped = decode_files(
         abs_paths, image_size, on_error, workers, progress, description=f"reading {root_path}"
     )
-    skipped_set = set(range(len(files))) - set(kept.tolist())
     return finish_imageset(
         where=str(root_path),
         name=str(root),
@@ -143,7 +142,6 @@ def load_folder(
         images=images,
         kept=kept,
         skipped=skipped,
-        skipped_paths=[abs_paths[i] for i in sorted(skipped_set)],
         total=len(files),
         labels=labels,
         class_names=class_names,

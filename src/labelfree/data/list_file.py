@@ -172,7 +172,6 @@ def load_list(
         contexts=[f"{list_path} line {r[0]}" for r in present],
         description=f"reading {list_path.name}",
     )
-    dropped = sorted(set(range(len(paths))) - set(kept.tolist()))
     return finish_imageset(
         where=str(list_path),
         name=str(csv_path),
@@ -180,7 +179,7 @@ def load_list(
         images=images,
         kept=kept,
         skipped=skipped + decode_skipped,
-        skipped_paths=skipped_paths + [paths[i] for i in dropped],
+        missing_paths=skipped_paths,
         total=len(rows),
         labels=labels,
         class_names=class_names,

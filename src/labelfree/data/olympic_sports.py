@@ -151,7 +151,6 @@ def load_olympic_sports(
         images=images,
         kept=kept,
         skipped=skipped,
-        skipped_paths=[str(paths[i]) for i in sorted(set(range(len(paths))) - set(kept.tolist()))],
         total=len(paths),
         labels=np.asarray(labels),
         class_names=names,
