@@ -131,9 +131,11 @@ def split_for_probe(images: ImageSet, seed: int = 0) -> tuple[ImageSet, ImageSet
     return _subset(images, np.flatnonzero(in_a)), _subset(images, np.flatnonzero(~in_a))
 
 
-def _pictures(method: Any, eval_set: ImageSet, out: Path) -> None:
+def draw_frames(method: Any, eval_set: ImageSet, out: Path) -> None:
+    """``landmarks.png`` and, for dense methods, ``embedding.png`` of 16 evaluation images."""
     from labelfree.evaluate.landmarks import draw_embedding_colours, draw_landmarks
 
+    out = Path(out)
     show = _subset(eval_set, np.arange(min(16, len(eval_set))))
     draw_landmarks(
         show.images,
@@ -178,8 +180,3 @@ def evaluate_frames(
         "matching_px: nearest-label matching across instances; flow_matching: against the "
         "exact flow. Errors: lower is better, best per column in bold.",
     )
-
-
-def draw_frames(method: Any, eval_set: ImageSet, out: Path) -> None:
-    """``landmarks.png`` and, for dense methods, ``embedding.png`` of 16 evaluation images."""
-    _pictures(method, eval_set, Path(out))
