@@ -52,11 +52,7 @@ def check_before_run(
     """Everything that can be refused before the run folder is created: the options, the
     size of the training set, the output folder."""
     method.validate_params()
-    if len(train) < method.min_items():
-        raise DataError(
-            f"{train.name}: {len(train)} images, but method {method.name!r} with these "
-            f"options needs at least {method.min_items()}"
-        )
+    train.require(method.min_items(), f"method {method.name!r} with these options")
     check_run_dir(out, overwrite=overwrite, resume=resume)
 
 

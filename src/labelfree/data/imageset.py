@@ -150,6 +150,11 @@ class ImageSet:
         arr = self.images if indices is None else self.images[indices]
         return torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).float().div_(255.0)
 
+    def require(self, n: int, who: str) -> None:
+        """A :class:`DataError` naming this collection unless it holds at least ``n`` images."""
+        if len(self) < n:
+            raise DataError(f"{self.name}: {len(self)} images, but {who} needs at least {n}")
+
     def per_class(self, n: int, seed: int = 0) -> ImageSet:
         """At most ``n`` images of each class, drawn at random (needs labels).
 

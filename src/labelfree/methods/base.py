@@ -229,11 +229,7 @@ class Method(KeywordOptions):
     ) -> Method:
         """Train on the unlabeled ``images`` (their labels, if any, feed diagnostics only)."""
         self.validate_params()
-        if len(images) < self.min_items():
-            raise DataError(
-                f"{images.name}: {len(images)} images, but method {self.name!r} with these "
-                f"options needs at least {self.min_items()}"
-            )
+        images.require(self.min_items(), f"method {self.name!r} with these options")
         seed_everything(self.seed)
         device = choose_device(self.device)
         dist.init_from_env(device)

@@ -249,8 +249,7 @@ class FrameMethod(KeywordOptions):
     ) -> FrameMethod:
         """Train on the unlabeled ``images`` from warp (or flow) pairs."""
         self.validate_params()
-        if len(images) < self.min_items():
-            raise DataError(f"{images.name}: {len(images)} images; {self.name} needs at least 2")
+        images.require(self.min_items(), f"method {self.name!r}")
         device = self._build(images)
         if self._use_flow(images):
             self._succ = self._flow_successors(images)
