@@ -93,7 +93,7 @@ def faces_one(args, seed: int) -> dict:
         learned, rand = reps[name], reps["random-net"]
         if name.startswith("dense"):
             learned.update(lr_transfer(m, test))
-            baseline = type(m)(**m.get_params()).init_untrained(probe_train)
+            baseline = m.clone().init_untrained(probe_train)
             rand.update(lr_transfer(baseline, test))
         out["rows"][label] = {
             "learned": learned,
@@ -177,7 +177,7 @@ def arm(args) -> dict:
             ).fit(train)  # fmt: skip
             fit_s = time.perf_counter() - t0
             a = probe_flow(m, test, seed)
-            b = probe_flow(type(m)(**m.get_params()).init_untrained(train), test, seed)
+            b = probe_flow(m.clone().init_untrained(train), test, seed)
             out[d][seed] = {"learned": a, "random": b, "fit_s": fit_s}
             print(f"[arm] dim {d} seed {seed}: fit {fit_s:.0f}s {a} random {b}", flush=True)
         r = list(out[d].values())

@@ -161,8 +161,13 @@ def test_recipe_sets_method_and_options_and_command_line_overrides(tmp_path, mon
     )
     assert code == 0
     m = seen["method"]
-    assert m.name == "mom" and m.margin == 0.5 and m.optimizer == "sgd" and m.lr_step == 10
-    assert m.epochs == 3  # the command line wins over the recipe's 100
+    assert (
+        m.name == "mom"
+        and m.margin == 0.5
+        and m.training.optimizer == "sgd"
+        and m.training.lr_step == 10
+    )
+    assert m.training.epochs == 3  # the command line wins over the recipe's 100
     bad = tmp_path / "bad.toml"
     bad.write_text('method = "mom"\ncolour = 1\n')
     assert (

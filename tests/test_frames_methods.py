@@ -135,7 +135,7 @@ def test_fit_points_save_load(faces, tmp_path, name):
     m = get_method(name, **TINY).fit(train)
     assert len(m.history_) == 1 and np.isfinite(m.history_[0]["loss"])
     pts = m.points(test)
-    p = 10 if name == "fse" else m.n_points
+    p = 10 if name == "fse" else m.frame.n_points
     assert pts.shape == (len(test), p, 2)
     dense = m.dense_map(test)
     assert dense.shape[0] == len(test) and dense.shape[2:] == (32, 32)

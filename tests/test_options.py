@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -123,8 +125,10 @@ def test_every_option_of_every_method_is_typed_and_documented(name):
     # default each option shows is the value the method really takes
     m = get_method(name)
     m.validate_params()
+    params = m.get_params()
+    assert klass().get_params() == params  # the plain constructor's defaults are the same
     for spec in klass.option_specs():
-        assert getattr(m, spec.name) == spec.default, (name, spec.name)
+        assert params[spec.name] == spec.default, (name, spec.name)
 
 
 def test_weighted_false_really_trains_unweighted():
@@ -156,7 +160,7 @@ def test_fit_validates_options_set_after_construction():
     from labelfree.data.registry import load_data
 
     m = get_method("hadsell", start="feature-head", features="pixels", progress=False)
-    m.epochs = -1
+    m.training = dataclasses.replace(m.training, epochs=-1)  # a frozen part, swapped whole
     with pytest.raises(DataError, match="option epochs=-1"):
         m.fit(load_data("digits:train"))
 
@@ -165,8 +169,8 @@ def test_features_backbone_uses_the_method_backbone(tmp_path):
     """With a pretrained (hf:) backbone, g(x) is that backbone's pooled output, not a random
     small CNN."""
     m = get_method("hadsell", features="backbone", backbone="hf:" + str(tmp_path))
-    ext = m.encoder.extractor()
-    assert ext.backbone == "hf:" + str(tmp_path) and ext.pooling == m.pooling
+    ext = m.encoder.extractor(m.runtime.seed)
+    assert ext.backbone == "hf:" + str(tmp_path) and ext.pooling == m.encoder.pooling
 
 
 def test_fit_help_names_every_method(monkeypatch, capsys):
@@ -208,6 +212,38 @@ def test_clone_is_unfitted_with_equal_params():
     m = get_method("hadsell", start="feature-head", features="pixels", epochs=1, k_pos=3)
     m.set_params(progress="false").fit(data)
     c = m.clone()
-    assert type(c) is type(m) and c.get_params() == m.get_params() and c.progress is False
+    assert type(c) is type(m) and c.get_params() == m.get_params() and c.runtime.progress is False
     assert c.net_ is None and m.net_ is not None
     assert np.array_equal(c.fit(data).embed(data), m.embed(data))  # same seed, same result
+
+
+@pytest.mark.parametrize("name", available_methods())
+def test_constructor_lists_every_option_without_kwargs(name):
+    """scikit-learn's rule: no ``**kwargs``; the signature names every option, either itself or
+    as a field of an option group whose default instance it shows."""
+    import inspect
+
+    klass = get_method_class(name)
+    params = inspect.signature(klass).parameters.values()
+    assert all(p.kind == p.KEYWORD_ONLY for p in params), name
+    shown = {p.name for p in params} | {
+        f.name
+        for p in params
+        if dataclasses.is_dataclass(p.default)
+        for f in dataclasses.fields(p.default)
+    }
+    assert set(klass.option_names()) <= shown
+
+
+def test_flat_options_route_to_their_group_and_defaults_stay_untouched():
+    from labelfree.methods.encoder import Encoder
+
+    m = get_method("hadsell", dim="8", epochs=2, seed=3, k_pos=4)
+    assert (m.encoder.dim, m.training.epochs, m.runtime.seed, m.k_pos) == (8, 2, 3, 4)
+    m.set_params(dim=16, lr="0.01")
+    assert m.encoder.dim == 16 and m.training.lr == 0.01 and m.training.epochs == 2
+    assert Encoder().dim == 64 and get_method("hadsell").encoder.dim == 64  # frozen defaults
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        m.encoder.dim = 4  # type: ignore[misc]
+    with pytest.raises(DataError, match="option dim=0"):
+        m.set_params(dim=0)

@@ -170,7 +170,7 @@ def test_posets_batches_when_every_item_is_assigned():
         nearest=np.zeros((0, 2), dtype=np.int64),
         members=[np.flatnonzero(y == c) for c in range(2)],
     )
-    m = Posets(batch_size=8, per_class=2)
+    m = Posets.from_options(batch_size=8, per_class=2)
     batches = m.batches(structure, np.random.default_rng(0))
     assert batches and all(b["nearest"].shape == (0, 2) for b in batches)
     b = batches[0]
@@ -191,7 +191,7 @@ def test_cliquecnn_ltp_groups_on_pooled_similarities_from_round_one():
     centres = rng.normal(size=(6, 8))
     reps = centres[(frame // 3) % 6] + 0.6 * rng.normal(size=(60, 8))
     opts = {"k_clique": 4, "min_clique": 2, "n_batches": 4, "cliques_per_batch": 3}
-    pooled, plain = CliqueCNN(ltp=2, **opts), CliqueCNN(**opts)
+    pooled, plain = CliqueCNN.from_options(ltp=2, **opts), CliqueCNN.from_options(**opts)
     pooled._sequences = (video, frame)
     ref = plain.structure(ltp_stack(reps, video, frame, p=2), 1)
     got = pooled.structure(reps, 1)
@@ -204,4 +204,4 @@ def test_cliquecnn_ltp_groups_on_pooled_similarities_from_round_one():
     assert sorted(map(list, r0)) == sorted(map(list, plain.structure(reps, 0).clique_members))
     images = ImageSet(np.zeros((60, 8, 8, 3), np.uint8), name="no-sequences")
     with pytest.raises(DataError):
-        CliqueCNN(ltp=2, start="feature-head", features="pixels", **opts).fit(images)
+        CliqueCNN.from_options(ltp=2, start="feature-head", features="pixels", **opts).fit(images)

@@ -12,6 +12,7 @@ from labelfree.evaluate.rerank import roul_energy, roul_rerank
 from labelfree.losses.orders import (
     marginal_variance,
     moc_loss,
+    ms_mining,
     multi_similarity,
     order_loss,
     roc_loss,
@@ -78,28 +79,62 @@ def test_kmeans_cores_radius_and_groups():
 
 
 # ---- losses ----------------------------------------------------------------------------------------
-def test_multi_similarity_matches_pytorch_metric_learning():
-    pml = pytest.importorskip("pytorch_metric_learning.losses")
-    torch.manual_seed(0)
-    emb = torch.nn.functional.normalize(torch.randn(12, 8, dtype=torch.float64), dim=1)
-    labels = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3])
-    same = labels[:, None] == labels[None, :]
-    eye = torch.eye(12, dtype=torch.bool)
-    ours, _, _ = multi_similarity(emb @ emb.T, same & ~eye, ~same, 2.0, 40.0, 0.5, None)
-    ref = pml.MultiSimilarityLoss(alpha=2.0, beta=40.0, base=0.5)(emb, labels)
-    assert float(ours.mean()) == pytest.approx(float(ref), rel=1e-6)
+def _eq7(sims, pos, neg, lam_p=2.0, lam_n=40.0, delta=0.5):
+    """Seed 003 Eq. 7 written out per anchor: log(1 + Σ_P e^{−λ_P(s−δ)})/λ_P + log(1 + Σ_N
+    e^{λ_N(s−δ)})/λ_N, averaged over anchors."""
+    out = []
+    for i in range(sims.shape[0]):
+        lp = sum(
+            torch.exp(-lam_p * (sims[i, j] - delta)) for j in range(sims.shape[1]) if pos[i, j]
+        )
+        ln = sum(torch.exp(lam_n * (sims[i, j] - delta)) for j in range(sims.shape[1]) if neg[i, j])
+        out.append(torch.log(1 + lp) / lam_p + torch.log(1 + ln) / lam_n)
+    return torch.stack(out).mean()
+
+
+def test_multi_similarity_equals_eq7_in_value_and_gradient():
+    """The loss (pytorch-metric-learning's, fed the pairs and the bank as reference embeddings)
+    against Eq. 7 written out, after the same mining; gradients w.r.t. the network's raw output
+    (which the method L2-normalises) agree too."""
+    g = torch.Generator().manual_seed(0)
+    raw = torch.randn(10, 6, dtype=torch.float64, generator=g).requires_grad_()
+    bank = torch.nn.functional.normalize(
+        torch.randn(15, 6, dtype=torch.float64, generator=g), dim=1
+    )
+    pos = torch.rand(10, 25, generator=g) < 0.15
+    pos[:, :10] &= ~torch.eye(10, dtype=torch.bool)
+    neg = (torch.rand(10, 25, generator=g) < 0.5) & ~pos
+
+    def loss(ours: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        emb = torch.nn.functional.normalize(raw, dim=1)
+        keys = torch.cat([emb, bank])
+        sims = emb @ keys.T
+        kp, kn = ms_mining(sims, pos, neg, 0.1)
+        out = multi_similarity(emb, keys, kp, kn) if ours else _eq7(sims, kp, kn)
+        return out, torch.autograd.grad(out, raw)[0]
+
+    (a, ga), (b, gb) = loss(True), loss(False)
+    assert float(a) == pytest.approx(float(b), rel=1e-12)
+    assert torch.allclose(ga, gb, atol=1e-12)
 
 
 def test_multi_similarity_mining_and_variance_hand_case():
-    sims = torch.tensor([[0.9, 0.3, 0.6, 0.1]], dtype=torch.float64)
+    cos = torch.tensor([0.9, 0.3, 0.6, 0.1], dtype=torch.float64)
+    keys = torch.stack([cos, (1 - cos**2).sqrt()], 1)  # unit vectors at these cosines to (1, 0)
+    anchor = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
+    sims = anchor @ keys.T
     pos = torch.tensor([[True, True, False, False]])
     neg = torch.tensor([[False, False, True, True]])
-    loss, kp, kn = multi_similarity(sims, pos, neg, 2.0, 40.0, 0.5, 0.1)
+    kp, kn = ms_mining(sims, pos, neg, 0.1)
     # negatives kept: s > min_pos − ε = 0.2 → only 0.6; positives kept: s < max_neg + ε = 0.7 → 0.3
     assert kp.tolist() == [[False, True, False, False]]
     assert kn.tolist() == [[False, False, True, False]]
     hand = math.log(1 + math.exp(-2 * (0.3 - 0.5))) / 2 + math.log(1 + math.exp(40 * 0.1)) / 40
-    assert float(loss[0]) == pytest.approx(hand)
+    # two copies of the anchor (pytorch-metric-learning returns 0 for a batch of one pair)
+    two = multi_similarity(anchor.repeat(2, 1), keys, kp.repeat(2, 1), kn.repeat(2, 1))
+    assert float(two) == pytest.approx(hand)
+    all_p, all_n = ms_mining(sims, pos, neg, None)
+    assert torch.equal(all_p, pos) and torch.equal(all_n, neg)
     v = marginal_variance(sims, pos, neg)  # var{0.9, 0.3} + var{0.6, 0.1}
     assert float(v[0]) == pytest.approx(0.09 + 0.0625)
 
@@ -270,7 +305,9 @@ def test_cooperative_training_routes_each_loss_to_its_own_network():
     n = 40
     core = np.repeat(np.arange(4), 10)
     core[::5] = -1  # some items outside every core
-    m = ROUL(dim=6, batch_size=36, n_aug=2, n_same=2, n_other=2, cooperative="alternate")
+    m = ROUL.from_options(
+        dim=6, batch_size=36, n_aug=2, n_same=2, n_other=2, cooperative="alternate"
+    )
     roles = np.array([AUG, AUG, SAME_CORE, SAME_CORE, OTHER_CORE, OTHER_CORE])
     structure = ROULStructure(
         core=core,

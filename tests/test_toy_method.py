@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pytest
@@ -13,7 +12,9 @@ import torch
 
 from conftest import run_cli
 from labelfree.methods import Method, get_method, register_method, unregister_method
+from labelfree.methods.encoder import Encoder
 from labelfree.options import AT_LEAST_1
+from labelfree.train.config import Runtime, Training
 from labelfree.train.loop import EpochContext, Structure
 
 
@@ -31,12 +32,20 @@ class Toy(Method):
     name = "toy"
     option_ranges = {"k": AT_LEAST_1}
 
-    def __init__(self, *, k: int = 1, margin: float = 0.2, **common: Any) -> None:
+    def __init__(
+        self,
+        *,
+        k: int = 1,
+        margin: float = 0.2,
+        encoder: Encoder = Encoder(),
+        training: Training = Training(),
+        runtime: Runtime = Runtime(),
+    ) -> None:
         """Args:
         k: neighbours a positive is drawn from.
         margin: triplet margin.
         """
-        super().__init__(**common)
+        super().__init__(encoder=encoder, training=training, runtime=runtime)
         self.k, self.margin = k, margin
 
     def min_items(self) -> int:
@@ -58,18 +67,18 @@ class Toy(Method):
         p = pos[a, rng.integers(0, pos.shape[1], size=n)]
         neg = rng.integers(0, n, size=n)
         out = []
-        for s in range(0, n, self.batch_size):
+        for s in range(0, n, self.training.batch_size):
             items, inv = np.unique(
                 np.concatenate(
                     [
-                        a[s : s + self.batch_size],
-                        p[s : s + self.batch_size],
-                        neg[s : s + self.batch_size],
+                        a[s : s + self.training.batch_size],
+                        p[s : s + self.training.batch_size],
+                        neg[s : s + self.training.batch_size],
                     ]
                 ),
                 return_inverse=True,
             )
-            m = len(a[s : s + self.batch_size])
+            m = len(a[s : s + self.training.batch_size])
             out.append({"indices": items, "a": inv[:m], "p": inv[m : 2 * m], "n": inv[2 * m :]})
         return out
 

@@ -113,7 +113,7 @@ def test_save_load_roundtrip_embeds_identically(tmp_path):
     ).fit(data)
     m.save(tmp_path / "model.pt")
     m2 = load_model(str(tmp_path / "model.pt"))
-    assert isinstance(m2, Hadsell) and m2.start == "scratch"
+    assert isinstance(m2, Hadsell) and m2.encoder.start == "scratch"
     np.testing.assert_array_equal(m.embed(data), m2.embed(data))
     z = m2.embed(data)
     np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1.0, rtol=1e-5)

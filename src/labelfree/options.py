@@ -18,7 +18,7 @@ import inspect
 import re
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar
 
 from labelfree.data.imageset import DataError
@@ -170,16 +170,46 @@ def _doc_help(doc: str | None) -> dict[str, str]:
     return out
 
 
-class KeywordOptions:
-    """An object whose options are its constructors' keyword-only arguments: every class in the
-    MRO adds its own, and the values are read back from the attributes of the same names.
-    Image-level and object-frame methods share it."""
+class OptionGroup:
+    """Base of a frozen dataclass of options that a method composes (its encoder, its
+    training, its runtime): each field is an option with the same flat name on the command line,
+    in recipes and in :meth:`KeywordOptions.get_params`; ``option_ranges`` / ``option_choices``
+    say what is allowed and the help lines come from the class's ``Args:`` docstring. Frozen, so
+    one default instance can sit in every signature."""
 
     option_ranges: ClassVar[dict[str, Range]] = {}
     option_choices: ClassVar[dict[str, tuple[str, ...]]] = {}
-    #: A subclass's own default for an option its base class declares (the subclass applies it
-    #: with ``common.setdefault``); listed here so that the shown default is the one used.
-    option_defaults: ClassVar[dict[str, Any]] = {}
+
+
+def _is_group(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, OptionGroup)
+
+
+class KeywordOptions:
+    """An object whose options are its constructor's keyword-only arguments, listed explicitly
+    (scikit-learn's rule: no ``**kwargs``). An argument annotated with an :class:`OptionGroup`
+    (``encoder: Encoder = Encoder()``) contributes its fields as options under their own names:
+    ``get_params()`` is flat (``{"k_pos": 5, ..., "dim": 64, "epochs": 10, ...}``), and
+    :meth:`from_options` / :meth:`set_params` route a flat name to its group — scikit-learn's
+    ``encoder__dim`` is spelled ``dim``, since names are unique across a class's groups."""
+
+    option_ranges: ClassVar[dict[str, Range]] = {}
+    option_choices: ClassVar[dict[str, tuple[str, ...]]] = {}
+
+    @classmethod
+    def _init_params(cls) -> list[tuple[inspect.Parameter, Any]]:
+        init = cls.__init__
+        hints = typing.get_type_hints(init)
+        return [
+            (p, hints.get(p.name, Any))
+            for p in inspect.signature(init).parameters.values()
+            if p.kind == p.KEYWORD_ONLY
+        ]
+
+    @classmethod
+    def option_groups(cls) -> dict[str, type]:
+        """Constructor arguments that are option groups, by argument name."""
+        return {p.name: ann for p, ann in cls._init_params() if _is_group(ann)}
 
     @classmethod
     def option_names(cls) -> list[str]:
@@ -187,40 +217,47 @@ class KeywordOptions:
 
     @classmethod
     def option_specs(cls) -> list[OptionSpec]:
-        """Every option, base classes' first, with type, default, range, choices and help."""
-        specs: dict[str, OptionSpec] = {}
-        defaults: dict[str, Any] = {}
+        """Every option in constructor order (a group's fields in its place), with type, default,
+        range, choices and help. The class's own ranges, choices and help win over a group's."""
         ranges: dict[str, Range] = {}
         choices: dict[str, tuple[str, ...]] = {}
         helps: dict[str, str] = {}
-        for klass in cls.__mro__:  # most derived first: its ranges, choices and help win
+        for klass in cls.__mro__:  # most derived first
             for k, v in klass.__dict__.get("option_ranges", {}).items():
                 ranges.setdefault(k, v)
             for k, v in klass.__dict__.get("option_choices", {}).items():
                 choices.setdefault(k, v)
-            for k, v in klass.__dict__.get("option_defaults", {}).items():
-                defaults.setdefault(k, v)
             if "__init__" in klass.__dict__:
                 for k, v in _doc_help(klass.__dict__["__init__"].__doc__).items():
                     helps.setdefault(k, v)
-        for klass in reversed(cls.__mro__):
-            if "__init__" not in klass.__dict__ or not issubclass(klass, KeywordOptions):
+        entries: list[tuple[str, Any, Any]] = []  # (name, annotation, default)
+        for p, ann in cls._init_params():
+            if not _is_group(ann):
+                entries.append((p.name, ann, p.default))
                 continue
-            init = klass.__dict__["__init__"]
-            hints = typing.get_type_hints(init)
-            for p in inspect.signature(init).parameters.values():
-                if p.kind != p.KEYWORD_ONLY or p.name in specs:
-                    continue
-                base, optional = _base_type(hints.get(p.name, Any))
-                specs[p.name] = OptionSpec(
-                    name=p.name,
-                    type=base,
-                    optional=optional or p.default is None,
-                    default=defaults.get(p.name, p.default),
-                    range=ranges.get(p.name),
-                    choices=choices.get(p.name),
-                    help=helps.get(p.name, ""),
-                )
+            default = p.default if p.default is not p.empty else ann()
+            hints = typing.get_type_hints(ann)
+            for k, v in ann.option_ranges.items():
+                ranges.setdefault(k, v)
+            for k, v in ann.option_choices.items():
+                choices.setdefault(k, v)
+            for k, v in _doc_help(ann.__doc__).items():
+                helps.setdefault(k, v)
+            entries += [(f.name, hints[f.name], getattr(default, f.name)) for f in fields(ann)]
+        specs: dict[str, OptionSpec] = {}
+        for name, ann, default in entries:
+            if name in specs:
+                raise TypeError(f"{cls.__qualname__}: option {name!r} is declared twice")
+            base, optional = _base_type(ann)
+            specs[name] = OptionSpec(
+                name=name,
+                type=base,
+                optional=optional or default is None,
+                default=default,
+                range=ranges.get(name),
+                choices=choices.get(name),
+                help=helps.get(name, ""),
+            )
         return list(specs.values())
 
     @classmethod
@@ -238,21 +275,62 @@ class KeywordOptions:
             specs[k].check(v)
         return out
 
+    @classmethod
+    def _route(cls, flat: dict[str, Any], groups: dict[str, Any]) -> dict[str, Any]:
+        """Constructor arguments from flat options: a group's fields replace those of
+        ``groups[name]`` (its current or default instance)."""
+        members = {g: {f.name for f in fields(t)} for g, t in cls.option_groups().items()}
+        kwargs = {k: v for k, v in flat.items() if not any(k in m for m in members.values())}
+        for g, names in members.items():
+            sub = {k: v for k, v in flat.items() if k in names}
+            if sub:
+                kwargs[g] = replace(groups[g], **sub)
+        return kwargs
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> Any:
+        """Construct from flat options as they are (saved ones: not converted, not checked —
+        a model saved with ``device=cuda`` still loads on a CPU machine)."""
+        defaults = {p.name: p.default for p, ann in cls._init_params() if _is_group(ann)}
+        return cls(**cls._route(params, defaults))
+
+    @classmethod
+    def from_options(cls, **options: Any) -> Any:
+        """Construct from flat options (``dim=128, epochs=3, k_pos=5``), typed and validated."""
+        obj = cls.from_params(cls.coerce_options(options, getattr(cls, "name", "")))
+        obj.validate_params()
+        return obj
+
     def validate_params(self) -> None:
         """Check every option's current value (a one-line :class:`DataError` naming it)."""
+        for g, t in self.option_groups().items():
+            if not isinstance(getattr(self, g), t):
+                raise DataError(f"option {g}={getattr(self, g)!r}: expected {t.__name__}")
+        params = self.get_params()
         for spec in self.option_specs():
-            spec.check(getattr(self, spec.name))
+            spec.check(params[spec.name])
 
     def get_params(self) -> dict[str, Any]:
-        """All constructor options and their values (saved with the model)."""
-        return {k: getattr(self, k) for k in self.option_names()}
+        """All options and their values, flat (saved with the model)."""
+        groups = self.option_groups()
+        out: dict[str, Any] = {}
+        for p, _ in self._init_params():
+            if p.name in groups:
+                out.update(
+                    {f.name: getattr(getattr(self, p.name), f.name) for f in fields(groups[p.name])}
+                )
+            else:
+                out[p.name] = getattr(self, p.name)
+        return out
 
-    def clone(self) -> KeywordOptions:
+    def clone(self) -> Any:
         """A new, unfitted object with the same options (scikit-learn's ``clone``)."""
-        return type(self)(**self.get_params())
+        return type(self).from_params(self.get_params())
 
-    def set_params(self, **params: Any) -> KeywordOptions:
-        """Set options by name (typed and validated, as scikit-learn's ``set_params``)."""
-        for k, v in self.coerce_options(params, getattr(self, "name", "")).items():
+    def set_params(self, **params: Any) -> Any:
+        """Set options by flat name (typed and validated, as scikit-learn's ``set_params``)."""
+        flat = self.coerce_options(params, getattr(self, "name", ""))
+        current = {g: getattr(self, g) for g in self.option_groups()}
+        for k, v in self._route(flat, current).items():
             setattr(self, k, v)
         return self

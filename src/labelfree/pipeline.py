@@ -49,7 +49,7 @@ def fit_run(
     evaluation)."""
     check_before_run(method, train, out, overwrite, resume)
     # Under torchrun every rank runs this function; rank 0 alone touches the run folder.
-    dist.init_from_env(choose_device(method.device))
+    dist.init_from_env(choose_device(method.runtime.device))
     if dist.rank() != 0:
         dist.barrier()
         method.fit(train, run_dir=out, resume=resume)

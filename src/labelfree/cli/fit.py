@@ -133,7 +133,7 @@ def fit(
     if eval is not None:
         eval_set = _load(eval, image_size or train_set.image_size[0], data_root, on_error)
     console.print(
-        f"[bold]{method}[/] on {train_set.name} ({len(train_set)} images), start={m.start}"
+        f"[bold]{method}[/] on {train_set.name} ({len(train_set)} images), start={m.get_params().get('start', 'scratch')}"
     )
     RESUME_HINT["command"] = resume_command(sys.argv[1:])
     result = fit_run(m, train_set, out, eval_set=eval_set, overwrite=overwrite, resume=resume)

@@ -22,7 +22,7 @@ def initial_extractor(method: Any, name: str, fit_on: ImageSet) -> Any:
     """The extractor of initial representation ``name`` to score beside ``method``: its own
     fitted g(x), or one fitted (without labels) on ``fit_on``. ``backbone`` only as the
     method's own g(x): a built-in backbone here would be random."""
-    if name == method.features:
+    if name == method.encoder.features:
         return method.extractor_
     if name == "backbone":
         raise DataError(
@@ -56,7 +56,7 @@ def evaluate_retrieval(
     for name in features:
         kill_point_for_tests("evaluate")
         ext = initial_extractor(method, name, train if train is not None else eval_set)
-        g = vectors[name] = compute_features(ext, eval_set, cache=method.cache)
+        g = vectors[name] = compute_features(ext, eval_set, cache=method.encoder.cache)
         res = evaluate_embeddings(g, eval_set.labels, ks=ks, seed=seed)
         settings = res.pop("nmi_settings", settings)
         reps[name] = res

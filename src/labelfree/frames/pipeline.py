@@ -92,7 +92,7 @@ def _probe_all(
 ) -> dict[str, dict[str, float]]:
     from labelfree.evaluate.landmarks import mean_shape_error
 
-    baseline = type(method)(**method.get_params()).init_untrained(probe_train)
+    baseline = method.clone().init_untrained(probe_train)
     reps: dict[str, dict[str, float]] = {}
     if "landmarks" in probe_test.meta:
         reps[method.name] = probe_landmarks(method, probe_train, probe_test, seed=seed)

@@ -16,43 +16,56 @@ import math
 import torch
 
 
+def ms_mining(
+    sims: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, eps: float | None = 0.1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The multi-similarity pair mining (Wang et al. 2019 §4, used by seed 003 Eq. 7): of an
+    anchor's pairs keep a negative with s > min_pos − ε and a positive with s < max_neg + ε.
+
+    ``sims`` (B, K) similarities of the batch to K keys, ``pos`` / ``neg`` (B, K) masks. Ours, not
+    pytorch-metric-learning's ``MultiSimilarityMiner``: that miner derives pairs from labels,
+    while ROUL's relation has three states (positive: same item or same core; negative: another
+    k-means cluster; neither: a non-core item of the same cluster), which no labelling gives.
+    ``eps`` None keeps every pair. Returns the kept ``(pos, neg)`` masks.
+    """
+    pos, neg = pos.bool(), neg.bool()
+    if eps is None:
+        return pos, neg
+    s = sims.detach()
+    inf = torch.tensor(float("inf"), device=s.device, dtype=s.dtype)
+    min_pos = torch.where(pos, s, inf).amin(dim=1, keepdim=True)
+    max_neg = torch.where(neg, s, -inf).amax(dim=1, keepdim=True)
+    # Without negatives every positive is kept, and likewise.
+    max_neg = torch.where(torch.isinf(max_neg), inf, max_neg)
+    min_pos = torch.where(torch.isinf(min_pos), -inf, min_pos)
+    return pos & (s < max_neg + eps), neg & (s > min_pos - eps)
+
+
 def multi_similarity(
-    sims: torch.Tensor,
+    emb: torch.Tensor,
+    keys: torch.Tensor,
     pos: torch.Tensor,
     neg: torch.Tensor,
     lam_p: float = 2.0,
     lam_n: float = 40.0,
     delta: float = 0.5,
-    mining_eps: float | None = 0.1,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-anchor multi-similarity loss, seed 003 Eq. 7 (Wang et al. 2019, λ_P = 2, λ_N = 40, δ = 0.5).
+) -> torch.Tensor:
+    """The multi-similarity loss of seed 003 Eq. 7 (λ_P = 2, λ_N = 40, δ = 0.5), averaged over
+    the B rows of ``emb``, with the pairs given as (B, K) masks into the reference embeddings
+    ``keys`` (the memory bank and the batch itself). A batch with at most one positive and
+    one negative pair in all gives 0 (pytorch-metric-learning's rule for a single pair); ROUL's
+    batches hold thousands.
 
-    ``sims`` (B, K): cosine similarities of the batch's items to K keys (the memory bank, and the
-    batch itself); ``pos`` / ``neg`` (B, K) boolean masks of the positive and negative pairs.
-    With ``mining_eps`` the MS pair mining keeps the hard pairs only: a negative with
-    s > min_pos − ε and a positive with s < max_neg + ε (ε = 0.1 as in the MS paper); None keeps
-    every pair (then this equals pytorch-metric-learning's MultiSimilarityLoss per element).
-    Returns the (B,) losses and the (B, K) masks of the kept positive and negative pairs.
+    pytorch-metric-learning's ``MultiSimilarityLoss`` computes it, fed the pairs as an
+    ``indices_tuple`` and the keys as ``ref_emb`` (cosine similarity; a row without pairs
+    contributes 0).
     """
-    pos, neg = pos.bool(), neg.bool()
-    if mining_eps is not None:
-        s = sims.detach()
-        inf = torch.tensor(float("inf"), device=s.device, dtype=s.dtype)
-        min_pos = torch.where(pos, s, inf).amin(dim=1, keepdim=True)
-        max_neg = torch.where(neg, s, -inf).amax(dim=1, keepdim=True)
-        # Without negatives every positive is kept, and likewise.
-        max_neg = torch.where(torch.isinf(max_neg), inf, max_neg)
-        min_pos = torch.where(torch.isinf(min_pos), -inf, min_pos)
-        neg = neg & (s > min_pos - mining_eps)
-        pos = pos & (s < max_neg + mining_eps)
-    zero = torch.zeros_like(sims[:, :1])
-    neg_inf = torch.tensor(float("-inf"), device=sims.device, dtype=sims.dtype)
-    lp = torch.where(pos, -lam_p * (sims - delta), neg_inf)
-    ln = torch.where(neg, lam_n * (sims - delta), neg_inf)
-    # log(1 + Σ e^x) = logsumexp([0, x...]); masked entries are −inf and vanish.
-    loss = torch.logsumexp(torch.cat([zero, lp], 1), 1) / lam_p
-    loss = loss + torch.logsumexp(torch.cat([zero, ln], 1), 1) / lam_n
-    return loss, pos, neg
+    from pytorch_metric_learning.losses import MultiSimilarityLoss
+
+    a1, p = torch.nonzero(pos, as_tuple=True)
+    a2, n = torch.nonzero(neg, as_tuple=True)
+    loss_fn = MultiSimilarityLoss(alpha=lam_p, beta=lam_n, base=delta)
+    return loss_fn(emb, indices_tuple=(a1, p, a2, n), ref_emb=keys)
 
 
 def marginal_variance(sims: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:

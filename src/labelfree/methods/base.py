@@ -16,7 +16,6 @@ The starting points (scratch, distill, feature-head) and the network are built b
 from __future__ import annotations
 
 import io
-from dataclasses import fields
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -31,131 +30,37 @@ from labelfree.features.base import FeatureExtractor, check_finite, compute_feat
 from labelfree.features.registry import from_dict
 from labelfree.methods.encoder import Encoder
 from labelfree.methods.model_file import _cpu_state, instantiate, read_model_file, write_model_file
-from labelfree.options import AT_LEAST_1, NON_NEGATIVE, POSITIVE, KeywordOptions, Range
+from labelfree.options import KeywordOptions
 from labelfree.train import distributed as dist
-from labelfree.train.loop import EpochContext, Structure, TrainConfig, train
+from labelfree.train.config import Runtime, TrainConfig, Training
+from labelfree.train.loop import EpochContext, Structure, train
 from labelfree.utils import atomic_write_bytes, choose_device, seed_everything
-
-STARTS = ("scratch", "distill", "feature-head")
-FEATURES = ("pixels", "hog", "hog-lda", "backbone")
 
 
 class Method(KeywordOptions):
-    """Base class of the label-free methods. Subclasses implement the Stage hooks."""
+    """Base class of the label-free methods. Subclasses implement the Stage hooks and list
+    their own hyper-parameters, then ``encoder``, ``training`` and ``runtime``, explicitly."""
 
     name: ClassVar[str] = ""
-    option_ranges: ClassVar[dict[str, Range]] = {
-        "dim": AT_LEAST_1,
-        "epochs": NON_NEGATIVE,
-        "rounds": AT_LEAST_1,
-        "batch_size": Range(2),
-        "lr": POSITIVE,
-        "weight_decay": NON_NEGATIVE,
-        "lr_step": NON_NEGATIVE,
-        "augment": NON_NEGATIVE,
-        "distill_epochs": AT_LEAST_1,
-        "distill_lr": POSITIVE,
-        "hidden": AT_LEAST_1,
-        "seed": NON_NEGATIVE,
-    }
-    option_choices: ClassVar[dict[str, tuple[str, ...]]] = {
-        "start": STARTS,
-        "features": FEATURES,
-        "optimizer": ("adam", "sgd"),
-        "pooling": ("avg", "mac", "gem", "rmac"),
-    }
 
     def __init__(
         self,
         *,
-        start: str = "distill",
-        features: str = "hog-lda",
-        backbone: str = "small",
-        dim: int = 64,
-        pooling: str = "avg",
-        epochs: int = 10,
-        rounds: int = 1,
-        batch_size: int = 128,
-        lr: float | None = None,
-        weight_decay: float = 5e-4,
-        optimizer: str = "adam",
-        lr_step: int = 0,
-        augment: float = 1.0,
-        flip: bool | None = None,
-        distill_epochs: int = 30,
-        distill_lr: float = 3e-3,
-        hidden: int = 512,
-        seed: int = 0,
-        device: str = "auto",
-        amp: bool = True,
-        progress: bool = True,
-        cache: bool = True,
+        encoder: Encoder = Encoder(),
+        training: Training = Training(),
+        runtime: Runtime = Runtime(),
     ) -> None:
-        """Common options.
+        """The three parts every method composes; their fields are the shared options.
 
         Args:
-            start: ``scratch`` (random CNN) | ``distill`` (CNN first distilled from g(x)) |
-                ``feature-head`` (MLP over g(x)); see the module docstring.
-            features: the initial representation g(x) (``pixels``, ``hog``, ``hog-lda``,
-                ``backbone``): round 0's structure step runs on it, distillation copies it, the
-                feature head reads it. With ``backbone``, g(x) is the pooled features of the pretrained
-                ``backbone`` (``hf:<local dir>``); it is refused with a built-in backbone, whose
-                weights are random, so that g(x) is never a random CNN by accident.
-            backbone: CNN for image starts (``small``, ``resnet18``, ``hf:<dir>``, ...).
-            dim: embedding dimension (L2-normalised).
-            pooling: global pooling of the backbone's feature map (avg, mac, gem, rmac).
-            epochs: training epochs per round (0: the start alone, not fine-tuned — the
-                benchmarks' "start, not fine-tuned" row).
-            rounds: structure-step / training rounds (round 0 builds its structure on g(x)).
-            batch_size: tuples (or items) per training step.
-            lr: learning rate; default 1e-3 from scratch / feature head, 3e-4 after distillation
-                (fine-tuning must not wash out the distilled start — chosen by measurement on
-                mnist5k, see benchmarks/bench_quality.py).
-            weight_decay: L2 weight decay of the optimiser (5e-4).
-            optimizer: ``adam`` (AdamW) or ``sgd`` (momentum 0.9, as in seed 002 §4.3).
-            lr_step: multiply the learning rate by 0.1 every ``lr_step`` epochs (0: never;
-                seed 002 uses 10).
-            augment: augmentation strength (0 turns it off). The calibration (METHODS.md §0)
-                found augmentation invariance the largest single gain once pairs are clean.
-            flip: horizontal flips in augmentation; default: what the data allows (off for
-                digits, whose identity a flip can change).
-            distill_epochs: epochs of the distillation that gives the ``distill`` start.
-            distill_lr: its learning rate. Defaults 30 epochs at 3e-3, measured on mnist5k
-                (HOG-LDA teacher, MAP@R on held-out 5-9, seed 0): 15 ep at 1e-3 0.468, 15 at
-                3e-3 0.534, 15 at 1e-2 0.486, 40 at 1e-3 0.532, 30 at 3e-3 0.563 (HOG-LDA itself
-                0.562); 30 epochs take ~75 s for 2,500 images on 2 cores.
-            hidden: width of the feature-head MLP.
-            seed: random seed of every draw (CPU runs with the same seed repeat exactly).
-            device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
-            amp: bf16 autocast on CUDA (ignored on the CPU).
-            progress: show progress bars.
-            cache: keep g(x) and the distilled start in the on-disk cache
-                (``$LABELFREE_CACHE``, default ``~/.cache/labelfree``).
+            encoder: the start, g(x), network, augmentation and distillation
+                (:class:`~labelfree.methods.encoder.Encoder`).
+            training: epochs, rounds, batch size, optimiser (:class:`~labelfree.train.config.Training`).
+            runtime: seed, device, mixed precision, progress bars (:class:`~labelfree.train.config.Runtime`).
         """
-        if start not in STARTS:
-            raise ValueError(f"unknown start {start!r}; choose one of {', '.join(STARTS)}")
-        self.start = start
-        self.features = features
-        self.backbone = backbone
-        self.dim = dim
-        self.pooling = pooling
-        self.epochs = epochs
-        self.rounds = rounds
-        self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.optimizer = optimizer
-        self.lr_step = lr_step
-        self.augment = augment
-        self.flip = flip
-        self.distill_epochs = distill_epochs
-        self.distill_lr = distill_lr
-        self.hidden = hidden
-        self.seed = seed
-        self.device = device
-        self.amp = amp
-        self.progress = progress
-        self.cache = cache
+        self.encoder = encoder
+        self.training = training
+        self.runtime = runtime
         self.net_: nn.Module | None = None
         self.extractor_: FeatureExtractor | None = None
         self.image_size_: tuple[int, int] | None = None
@@ -166,19 +71,14 @@ class Method(KeywordOptions):
         """Every option's type and range, the device, and g(x) = ``backbone`` only from a
         pretrained backbone."""
         super().validate_params()
-        choose_device(self.device)
-        if self.features == "backbone" and not self.backbone.startswith("hf:"):
+        choose_device(self.runtime.device)
+        enc = self.encoder
+        if enc.features == "backbone" and not enc.backbone.startswith("hf:"):
             raise DataError(
                 f"option features=backbone needs a pretrained backbone (--backbone hf:<local "
-                f"folder>); backbone {self.backbone!r} has random weights, so g(x) would be a "
+                f"folder>); backbone {enc.backbone!r} has random weights, so g(x) would be a "
                 "random CNN — use features=hog-lda (default), hog or pixels"
             )
-
-    @property
-    def encoder(self) -> Encoder:
-        """The start, g(x), backbone, head and distillation settings as one object
-        (:mod:`labelfree.methods.encoder`), which builds the network ``fit`` trains."""
-        return Encoder(**{f.name: getattr(self, f.name) for f in fields(Encoder)})
 
     # ---- the Stage hooks a method implements -------------------------------------------------
     def min_items(self) -> int:
@@ -215,9 +115,8 @@ class Method(KeywordOptions):
     # ---- parameters ----------------------------------------------------------------------------
     @property
     def resolved_lr(self) -> float:
-        if self.lr is not None:
-            return self.lr
-        return 3e-4 if self.start == "distill" else 1e-3
+        """The fine-tuning learning rate: the option, else the encoder's default for its start."""
+        return self.training.lr if self.training.lr is not None else self.encoder.default_lr()
 
     # ---- fit ------------------------------------------------------------------------------------
     def fit(
@@ -230,19 +129,19 @@ class Method(KeywordOptions):
         """Train on the unlabeled ``images`` (their labels, if any, feed diagnostics only)."""
         self.validate_params()
         images.require(self.min_items(), f"method {self.name!r} with these options")
-        seed_everything(self.seed)
-        device = choose_device(self.device)
+        enc, training, runtime = self.encoder, self.training, self.runtime
+        seed_everything(runtime.seed)
+        device = choose_device(runtime.device)
         dist.init_from_env(device)
         device = dist.local_device(device)
         self.image_size_ = images.image_size
         self._labels = images.labels
-        enc = self.encoder
-        self.extractor_ = enc.extractor().fit(images)
-        g = compute_features(self.extractor_, images, cache=self.cache)
-        check_finite(g, f"g(x) ({self.features}) of {images.name}")
+        self.extractor_ = enc.extractor(runtime.seed).fit(images)
+        g = compute_features(self.extractor_, images, cache=enc.cache)
+        check_finite(g, f"g(x) ({enc.features}) of {images.name}")
         self.net_, inputs = enc.build(images, g, device)
         represent = lambda: self._represent_train(images, inputs)  # noqa: E731
-        if self.start == "distill":
+        if enc.start == "distill":
             self.history_ += enc.distill(
                 self.net_,
                 images,
@@ -250,16 +149,17 @@ class Method(KeywordOptions):
                 inputs,
                 represent,
                 # distillation keeps its own measured optimiser (AdamW, constant lr)
-                TrainConfig.from_options(
-                    self,
-                    epochs=self.distill_epochs,
+                TrainConfig.from_parts(
+                    training,
+                    runtime,
+                    epochs=enc.distill_epochs,
                     rounds=1,
-                    lr=self.distill_lr,
+                    lr=enc.distill_lr,
                     optimizer="adam",
                     lr_step=0,
                     desc="distill",
                 ),
-                batch_size=max(self.batch_size, 64) * 2,
+                batch_size=max(training.batch_size, 64) * 2,
                 extractor=self.extractor_,
                 run_dir=run_dir,
                 resume=resume,
@@ -278,7 +178,7 @@ class Method(KeywordOptions):
             inputs,
             g,
             represent,
-            TrainConfig.from_options(self, lr=self.resolved_lr, desc=self.name),
+            TrainConfig.from_parts(training, runtime, lr=self.resolved_lr, desc=self.name),
             run_dir=run_dir,
             resume=resume,
             on_epoch_end=on_epoch_end,
@@ -310,8 +210,8 @@ class Method(KeywordOptions):
         self._require_fitted()
         net = self.net_.eval()
         device = next(net.parameters()).device
-        if self.start == "feature-head":
-            g = compute_features(self.extractor_, images, cache=self.cache)
+        if self.encoder.start == "feature-head":
+            g = compute_features(self.extractor_, images, cache=self.encoder.cache)
             chunks = [
                 net(torch.from_numpy(g[s : s + batch_size]).to(device)).float().cpu()
                 for s in range(0, len(images), batch_size)
@@ -330,7 +230,7 @@ class Method(KeywordOptions):
     def initial_features(self, images: ImageSet) -> np.ndarray:
         """g(x) of ``images`` with the extractor fitted on the training collection."""
         self._require_fitted()
-        return compute_features(self.extractor_, images, cache=self.cache)
+        return compute_features(self.extractor_, images, cache=self.encoder.cache)
 
     # ---- evaluation ------------------------------------------------------------------------------
     def evaluate(
@@ -357,7 +257,7 @@ class Method(KeywordOptions):
         from labelfree.report.html import retrieval_grid
 
         emb = metrics.arrays["embeddings"]
-        retrieval_grid(eval_set, emb, Path(out) / "retrieval.png", seed=self.seed)
+        retrieval_grid(eval_set, emb, Path(out) / "retrieval.png", seed=self.runtime.seed)
 
     # ---- save / load ----------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:

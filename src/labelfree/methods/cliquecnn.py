@@ -40,11 +40,13 @@ from labelfree.data.sequences import check_sequences
 from labelfree.graph.knn import l2_normalize
 from labelfree.losses.clique import clique_batch_loss
 from labelfree.methods.base import Method
+from labelfree.methods.encoder import Encoder
 from labelfree.methods.registry import register_method
 from labelfree.options import AT_LEAST_1, NON_NEGATIVE, POSITIVE
 from labelfree.structure.clique_batches import clique_means, solve_batches
 from labelfree.structure.cliques import build_cliques
 from labelfree.structure.temporal import ltp_stack
+from labelfree.train.config import Runtime, Training
 from labelfree.train.loop import EpochContext, Structure
 
 
@@ -93,7 +95,9 @@ class CliqueCNN(Method):
         cccp_iters: int = 10,
         temperature: float = 0.1,
         ltp: int = 0,
-        **common: Any,
+        encoder: Encoder = Encoder(),
+        training: Training = Training(),
+        runtime: Runtime = Runtime(),
     ) -> None:
         """Args:
         k_clique: neighbourhood of clique growth; a clique's threshold is the seed's similarity
@@ -114,7 +118,7 @@ class CliqueCNN(Method):
             resulting similarities and recompute cliques and batches", §3.2.6); round 0 runs on
             g(x) unpooled. Needs ``meta["video"]`` / ``meta["frame"]`` in the training data.
         """
-        super().__init__(**common)
+        super().__init__(encoder=encoder, training=training, runtime=runtime)
         self.k_clique, self.min_clique = k_clique, min_clique
         self.n_batches, self.cliques_per_batch = n_batches, cliques_per_batch
         self.lambda1, self.lambda2, self.lambda3 = lambda1, lambda2, lambda3
@@ -147,7 +151,7 @@ class CliqueCNN(Method):
             )
         c = cl.assignment()
         r = min(self.cliques_per_batch, len(cl))
-        rng = np.random.default_rng((self.seed, round_idx, 7))
+        rng = np.random.default_rng((self.runtime.seed, round_idx, 7))
         z, trace = solve_batches(
             c,
             self.n_batches,
@@ -193,8 +197,8 @@ class CliqueCNN(Method):
         ctx: EpochContext | None = None,
     ) -> list[dict[str, Any]]:
         pool = structure.batches
-        steps = max(1, math.ceil(structure.covered / self.batch_size))
-        per = max(2, self.batch_size // self.cliques_per_batch)
+        steps = max(1, math.ceil(structure.covered / self.training.batch_size))
+        per = max(2, self.training.batch_size // self.cliques_per_batch)
         out = []
         for b in rng.integers(0, len(pool), size=steps):
             idx, lab = pool[b]

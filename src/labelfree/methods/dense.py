@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from labelfree.data.imageset import ImageSet
+from labelfree.frames.options import DenseFrame, FrameNetwork, PairSource
 from labelfree.graph.nn import kmeans
 from labelfree.losses.frames import (
     dense_loss,
@@ -19,9 +20,10 @@ from labelfree.losses.frames import (
     reflect_labels,
     soft_argmax,
 )
-from labelfree.methods.frames import FrameMethod, cells_to_pixels
+from labelfree.methods.frames import FRAME_RUNTIME, FRAME_TRAINING, FrameMethod, cells_to_pixels
 from labelfree.methods.registry import register_method
-from labelfree.options import AT_LEAST_1, POSITIVE, UNIT
+from labelfree.options import AT_LEAST_1, UNIT
+from labelfree.train.config import Runtime, Training
 
 
 @register_method
@@ -29,52 +31,36 @@ class Dense(FrameMethod):
     """Dense equivariant labelling Φ_u(x) ∈ ℝᴰ (seed 004 Ch.5 eqs. 4–5; METHODS.md §6.2)."""
 
     name = "dense"
-    option_ranges = {
-        "dim": AT_LEAST_1,
-        "gamma": POSITIVE,
-        "n_points": AT_LEAST_1,
-        "chunk": AT_LEAST_1,
-    }
-    option_choices = {"loss": ("dist", "log")}
 
     def __init__(
         self,
         *,
-        dim: int = 3,
-        loss: str = "dist",
-        gamma: float = 0.5,
-        n_points: int = 30,
-        chunk: int = 1024,
-        **common: Any,
-    ):
+        frame: DenseFrame = DenseFrame(),
+        network: FrameNetwork = FrameNetwork(),
+        source: PairSource = PairSource(),
+        training: Training = FRAME_TRAINING,
+        runtime: Runtime = FRAME_RUNTIME,
+    ) -> None:
         """Args:
-        dim: label dimension D (3 = the spherical frame of Ch.5).
-        loss: ``dist`` (L_dist) or ``log`` (L_log).
-        gamma: exponent of L_dist (0.5, the better of the thesis's {0.5, 1} in Table 3).
-        n_points: M virtual points for the landmark probe: M reference label vectors found by
-            k-means on confident (top-half norm) pixel labels of 64 training images — label-free,
-            unlike the thesis's vectors learnt at annotated landmarks; each image's point m is
-            the soft-argmax of softmax_v⟨z_m, Φ_v⟩.
-        chunk: rows of the matching matrix built at a time (memory: chunk × h·w per image).
+        frame: the label dimension D, the loss and the probe's virtual points.
         """
-        super().__init__(**common)
-        if loss not in ("log", "dist"):
-            raise ValueError(f"unknown loss {loss!r}; choose 'dist' or 'log'")
-        self.dim, self.loss, self.gamma, self.n_points, self.chunk = (
-            dim,
-            loss,
-            gamma,
-            n_points,
-            chunk,
-        )
+        super().__init__(network=network, source=source, training=training, runtime=runtime)
+        self.frame = frame
         self.refs_: torch.Tensor | None = None
 
     def out_channels(self) -> int:
-        return self.dim
+        return self.frame.dim
 
     def _dense(self, phi, phi2, G, mask, reduce=True):
         return dense_loss(
-            phi, phi2, G, mask, loss=self.loss, gamma=self.gamma, chunk=self.chunk, reduce=reduce
+            phi,
+            phi2,
+            G,
+            mask,
+            loss=self.frame.loss,
+            gamma=self.frame.gamma,
+            chunk=self.frame.chunk,
+            reduce=reduce,
         )
 
     def pair_loss(
@@ -83,13 +69,13 @@ class Dense(FrameMethod):
         return self._dense(phi, phi2, pair["G"], pair["mask"])
 
     def _finalize(self, images: ImageSet) -> None:
-        rng = np.random.default_rng(self.seed)
+        rng = np.random.default_rng(self.runtime.seed)
         pick = np.sort(rng.permutation(len(images))[:64])
-        m = self.maps(images.subset(pick)).permute(0, 2, 3, 1).reshape(-1, self.dim).numpy()
+        m = self.maps(images.subset(pick)).permute(0, 2, 3, 1).reshape(-1, self.frame.dim).numpy()
         norms = np.linalg.norm(m, axis=1)
         conf = m[norms >= np.median(norms)]
-        k = min(self.n_points, len(conf))
-        km = kmeans(conf, k, nredo=3, seed=self.seed)
+        k = min(self.frame.n_points, len(conf))
+        km = kmeans(conf, k, nredo=3, seed=self.runtime.seed)
         self.refs_ = torch.from_numpy(km.centroids)
 
     def points(self, images: ImageSet) -> np.ndarray:
@@ -119,12 +105,24 @@ class DenseSym(Dense):
     name = "dense-sym"
     option_ranges = {"mirror_prob": UNIT, "rot_sym": AT_LEAST_1}
 
-    def __init__(self, *, mirror_prob: float = 0.5, rot_sym: int = 1, **common: Any):
+    def __init__(
+        self,
+        *,
+        mirror_prob: float = 0.5,
+        rot_sym: int = 1,
+        frame: DenseFrame = DenseFrame(),
+        network: FrameNetwork = FrameNetwork(),
+        source: PairSource = PairSource(),
+        training: Training = FRAME_TRAINING,
+        runtime: Runtime = FRAME_RUNTIME,
+    ) -> None:
         """Args:
         mirror_prob: probability of mirroring x′ in a pair (½, Ch.6).
         rot_sym: n of an n-fold rotational symmetry handled by the group-min loss (1: none).
         """
-        super().__init__(**common)
+        super().__init__(
+            frame=frame, network=network, source=source, training=training, runtime=runtime
+        )
         self.mirror_prob, self.rot_sym = mirror_prob, rot_sym
 
     def _warp_inputs(self, images, idx, device):
@@ -144,8 +142,8 @@ class DenseSym(Dense):
             phi = torch.where(flip[:, None, None, None], reflect_labels(phi), phi)
         if self.rot_sym > 1:
             return group_min_dense_loss(
-                phi, phi2, pair["G"], self.rot_sym, mask=pair["mask"], loss=self.loss,
-                gamma=self.gamma, chunk=self.chunk,
+                phi, phi2, pair["G"], self.rot_sym, mask=pair["mask"], loss=self.frame.loss,
+                gamma=self.frame.gamma, chunk=self.frame.chunk,
             )  # fmt: skip
         return self._dense(phi, phi2, pair["G"], pair["mask"])
 
@@ -160,14 +158,23 @@ class EVC(Dense):
 
     name = "evc"
     option_ranges = {"n_aux": AT_LEAST_1}
-    option_defaults = {"dim": 16}
 
-    def __init__(self, *, n_aux: int = 1, **common: Any):
+    def __init__(
+        self,
+        *,
+        n_aux: int = 1,
+        frame: DenseFrame = DenseFrame(dim=16),
+        network: FrameNetwork = FrameNetwork(),
+        source: PairSource = PairSource(),
+        training: Training = FRAME_TRAINING,
+        runtime: Runtime = FRAME_RUNTIME,
+    ) -> None:
         """Args:
         n_aux: auxiliary images per pair (1; a set of 5 is the grouped attention of Ch.7 §3.3).
         """
-        common.setdefault("dim", self.option_defaults["dim"])
-        super().__init__(**common)
+        super().__init__(
+            frame=frame, network=network, source=source, training=training, runtime=runtime
+        )
         self.n_aux = n_aux
 
     def pair_loss(
@@ -178,5 +185,5 @@ class EVC(Dense):
         if s < 1:
             return self._dense(phi, phi2, pair["G"], pair["mask"])
         aux = torch.stack([phi.roll(-(j + 1), 0) for j in range(s)], 1)
-        phi_hat = evc_reconstruct(phi, aux if s > 1 else aux[:, 0], chunk=self.chunk)
+        phi_hat = evc_reconstruct(phi, aux if s > 1 else aux[:, 0], chunk=self.frame.chunk)
         return self._dense(phi_hat, phi2, pair["G"], pair["mask"])

@@ -11,9 +11,9 @@ Three starts (every run records which one it used):
   initialised as a PCA projection of g(x) so the untrained head keeps g's neighbourhoods; no
   image augmentation is possible there.
 
-A method holds these settings as its own options today; :attr:`Method.encoder` gathers them
-into this one object, which builds the network and its input function and runs the
-distillation, so that the method's ``fit`` is only the composition.
+Every image-level method composes one (``encoder: Encoder = Encoder()``); its fields are
+options under their own names (``-o dim=128``). It builds the network and its input function
+and runs the distillation, so that the method's ``fit`` is only the composition.
 """
 
 from __future__ import annotations
@@ -32,17 +32,47 @@ from torch import nn
 from labelfree.data.imageset import ImageSet
 from labelfree.features.base import FeatureExtractor, cache_dir
 from labelfree.features.registry import get_extractor
+from labelfree.options import AT_LEAST_1, NON_NEGATIVE, POSITIVE, OptionGroup
 from labelfree.train import distributed as dist
-from labelfree.train.loop import TrainConfig, train
+from labelfree.train.config import TrainConfig
+from labelfree.train.loop import train
 from labelfree.utils import atomic_torch_save
 
 #: ``inputs(indices, augment) -> tensor``: what the network reads for those training items.
 Inputs = Callable[[np.ndarray, bool], torch.Tensor]
 
+STARTS = ("scratch", "distill", "feature-head")
+FEATURES = ("pixels", "hog", "hog-lda", "backbone")
 
-@dataclass
-class Encoder:
-    """Settings of the start; see the module docstring and :class:`Method`'s options."""
+
+@dataclass(frozen=True)
+class Encoder(OptionGroup):
+    """The start, g(x), network, augmentation and distillation of an image-level method.
+
+    Args:
+        start: ``scratch`` (random CNN) | ``distill`` (CNN first distilled from g(x)) |
+            ``feature-head`` (MLP over g(x)); see the module docstring.
+        features: the initial representation g(x) (``pixels``, ``hog``, ``hog-lda``,
+            ``backbone``): round 0's structure step runs on it, distillation copies it, the
+            feature head reads it. With ``backbone``, g(x) is the pooled features of the
+            pretrained ``backbone`` (``hf:<local dir>``); it is refused with a built-in backbone,
+            whose weights are random, so that g(x) is never a random CNN by accident.
+        backbone: CNN for image starts (``small``, ``resnet18``, ``hf:<dir>``, ...).
+        dim: embedding dimension (L2-normalised).
+        pooling: global pooling of the backbone's feature map (avg, mac, gem, rmac).
+        hidden: width of the feature-head MLP.
+        augment: augmentation strength (0 turns it off). The calibration (METHODS.md §0) found
+            augmentation invariance the largest single gain once pairs are clean.
+        flip: horizontal flips in augmentation; default: what the data allows (off for digits,
+            whose identity a flip can change).
+        distill_epochs: epochs of the distillation that gives the ``distill`` start.
+        distill_lr: its learning rate. Defaults 30 epochs at 3e-3, measured on mnist5k (HOG-LDA
+            teacher, MAP@R on held-out 5-9, seed 0): 15 ep at 1e-3 0.468, 15 at 3e-3 0.534, 15
+            at 1e-2 0.486, 40 at 1e-3 0.532, 30 at 3e-3 0.563 (HOG-LDA itself 0.562); 30 epochs
+            take ~75 s for 2,500 images on 2 cores.
+        cache: keep g(x) and the distilled start in the on-disk cache (``$LABELFREE_CACHE``,
+            default ``~/.cache/labelfree``).
+    """
 
     start: str = "distill"
     features: str = "hog-lda"
@@ -54,17 +84,33 @@ class Encoder:
     flip: bool | None = None
     distill_epochs: int = 30
     distill_lr: float = 3e-3
-    weight_decay: float = 5e-4
-    seed: int = 0
     cache: bool = True
 
-    def extractor(self) -> FeatureExtractor:
+    option_ranges = {
+        "dim": AT_LEAST_1,
+        "hidden": AT_LEAST_1,
+        "augment": NON_NEGATIVE,
+        "distill_epochs": AT_LEAST_1,
+        "distill_lr": POSITIVE,
+    }
+    option_choices = {
+        "start": STARTS,
+        "features": FEATURES,
+        "pooling": ("avg", "mac", "gem", "rmac"),
+    }
+
+    def extractor(self, seed: int = 0) -> FeatureExtractor:
         """g(x) by name; ``backbone`` is the method's own (pretrained) backbone, pooled."""
         if self.features == "backbone":
             return get_extractor(
-                "backbone", backbone=self.backbone, pooling=self.pooling, seed=self.seed
+                "backbone", backbone=self.backbone, pooling=self.pooling, seed=seed
             )
         return get_extractor(self.features)
+
+    def default_lr(self) -> float:
+        """Fine-tuning learning rate when the option is unset: 3e-4 after distillation, 1e-3
+        from scratch or on the feature head (measured, benchmarks/bench_quality.py)."""
+        return 3e-4 if self.start == "distill" else 1e-3
 
     def resolved_flip(self, images: ImageSet) -> bool:
         """Horizontal flips in augmentation: the option, else what the data allows."""
@@ -127,7 +173,7 @@ class Encoder:
         method_ckpt = Path(run_dir) / "checkpoint.pt" if run_dir is not None else None
         distill_ckpt = Path(run_dir) / "distill.pt" if run_dir is not None else None
         cached = (
-            self.cache_path(images, extractor, self.resolved_flip(images), stage.batch_size)
+            self.cache_path(images, extractor, self.resolved_flip(images), stage.batch_size, config)
             if self.cache
             else None
         )
@@ -159,7 +205,12 @@ class Encoder:
         return history
 
     def cache_path(
-        self, images: ImageSet, extractor: FeatureExtractor, flip: bool, batch_size: int
+        self,
+        images: ImageSet,
+        extractor: FeatureExtractor,
+        flip: bool,
+        batch_size: int,
+        config: TrainConfig,
     ) -> Path:
         """Cache file of the distilled network, keyed by everything that determines it."""
         key = {
@@ -172,9 +223,9 @@ class Encoder:
             "flip": flip,
             "epochs": self.distill_epochs,
             "lr": self.distill_lr,
-            "weight_decay": self.weight_decay,
+            "weight_decay": config.weight_decay,
             "batch_size": batch_size,
-            "seed": self.seed,
+            "seed": config.seed,
         }
         digest = hashlib.blake2b(json.dumps(key, sort_keys=True).encode(), digest_size=12)
         return cache_dir() / "distill" / f"{digest.hexdigest()}.pt"

@@ -31,11 +31,13 @@ import torch.nn.functional as F
 
 from labelfree.data.imageset import DataError, ImageSet
 from labelfree.evaluate.results import Metrics
-from labelfree.frames.nets import ARCHS, STRIDE, FrameNet, build_frame_net
+from labelfree.frames.nets import STRIDE, FrameNet, build_frame_net
+from labelfree.frames.options import FrameNetwork, PairSource
 from labelfree.frames.warps import WarpParams, make_pair
 from labelfree.methods.model_file import instantiate, read_model_file, write_model_file
-from labelfree.options import AT_LEAST_1, NON_NEGATIVE, POSITIVE, KeywordOptions, Range
-from labelfree.train.loop import EpochContext, Structure, TrainConfig, train
+from labelfree.options import KeywordOptions
+from labelfree.train.config import Runtime, TrainConfig, Training
+from labelfree.train.loop import EpochContext, Structure, train
 from labelfree.utils import choose_device, seed_everything
 
 
@@ -45,6 +47,12 @@ class FrameStructure(Structure):
     pair (all images, or frames with a successor in flow mode)."""
 
     items: np.ndarray
+
+
+#: Frame methods' defaults: 16 pairs a step at lr 1e-3, no autocast (as they have always been
+#: trained; their losses have not been checked under bf16).
+FRAME_TRAINING = Training(batch_size=16, lr=1e-3)
+FRAME_RUNTIME = Runtime(amp=False)
 
 
 def cells_to_pixels(c: torch.Tensor | np.ndarray, stride: int = STRIDE):
@@ -59,62 +67,28 @@ class FrameMethod(KeywordOptions):
     """Shared fit / points / save / load of the object-frame methods."""
 
     name: ClassVar[str] = ""
-    option_ranges: ClassVar[dict[str, Range]] = {
-        "width": POSITIVE,
-        "epochs": AT_LEAST_1,
-        "batch_size": AT_LEAST_1,
-        "lr": POSITIVE,
-        "weight_decay": NON_NEGATIVE,
-        "strength": NON_NEGATIVE,
-        "seed": NON_NEGATIVE,
-    }
-    option_choices: ClassVar[dict[str, tuple[str, ...]]] = {
-        "arch": ARCHS,
-        "pairs": ("auto", "warp", "flow"),
-    }
     start = "scratch"  # frame networks are learnt from scratch (seed 004 throughout)
 
     def __init__(
         self,
         *,
-        arch: str = "simple",
-        width: float = 1.0,
-        epochs: int = 10,
-        batch_size: int = 16,
-        lr: float = 1e-3,
-        weight_decay: float = 5e-4,
-        strength: float = 1.0,
-        pairs: str = "auto",
-        seed: int = 0,
-        device: str = "auto",
-        amp: bool = False,
-        progress: bool = True,
+        network: FrameNetwork = FrameNetwork(),
+        source: PairSource = PairSource(),
+        training: Training = FRAME_TRAINING,
+        runtime: Runtime = FRAME_RUNTIME,
     ) -> None:
-        """Common options of the frame methods.
+        """The parts every frame method composes; their fields are the shared options.
 
         Args:
-            arch: ``landmark`` | ``simple`` | ``dilations`` (``labelfree.frames.nets``).
-            width: multiplies every hidden layer's width (1.0 = published).
-            epochs: passes over the training images (one warp pair per image per epoch).
-            batch_size: pairs per step.
-            lr: Adam learning rate. The thesis uses 1e-4 for long runs; 1e-3 converges within
-                the few epochs a CPU run affords (measured in benchmarks/bench_frames.py).
-            weight_decay: 5e-4 (seed 004 Ch.4 §4.1).
-            strength: multiplies every σ of the random warps (1.0 = released-code defaults).
-            pairs: ``warp`` (synthetic TPS pairs), ``flow`` (consecutive frames with exact flow
-                in ``meta["flow"]``), ``auto`` (flow when the data has it).
-            seed: random seed of the warps and the initialisation (CPU runs repeat exactly).
-            device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
-            amp: bf16 autocast on CUDA.
-            progress: show progress bars.
+            network: the fully convolutional network (arch, width).
+            source: where training pairs come from (warp strength, warp or flow pairs).
+            training: epochs, batch size, optimiser. Here the default lr is 1e-3: the thesis
+                uses 1e-4 for long runs; 1e-3 converges within the few epochs a CPU run affords
+                (measured in benchmarks/bench_frames.py); one epoch is one warp pair per image.
+            runtime: seed of the warps and the initialisation, device, amp (off by default for
+                frame methods), progress bars.
         """
-        if arch not in ARCHS:
-            raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
-        if pairs not in ("auto", "warp", "flow"):
-            raise ValueError(f"unknown pairs {pairs!r}; choose auto, warp or flow")
-        self.arch, self.width, self.epochs, self.batch_size = arch, width, epochs, batch_size
-        self.lr, self.weight_decay, self.strength, self.pairs = lr, weight_decay, strength, pairs
-        self.seed, self.device, self.amp, self.progress = seed, device, amp, progress
+        self.network, self.source, self.training, self.runtime = network, source, training, runtime
         self.net_: FrameNet | None = None
         self.image_size_: tuple[int, int] | None = None
         self.history_: list[dict[str, Any]] = []
@@ -150,7 +124,7 @@ class FrameMethod(KeywordOptions):
         self, structure: FrameStructure, rng: np.random.Generator, ctx: EpochContext | None = None
     ) -> list[dict[str, Any]]:
         items = rng.permutation(structure.items)
-        bs = self.batch_size
+        bs = self.training.batch_size
         out = [{"indices": items[s : s + bs]} for s in range(0, len(items), bs)]
         if len(out) > 1 and len(out[-1]["indices"]) < 2:
             out.pop()  # batch norm needs two items
@@ -164,9 +138,10 @@ class FrameMethod(KeywordOptions):
 
     # ---- pairs ---------------------------------------------------------------------------------
     def _use_flow(self, images: ImageSet) -> bool:
-        if self.pairs == "flow" and "flow" not in images.meta:
+        mode = self.source.pairs
+        if mode == "flow" and "flow" not in images.meta:
             raise DataError(f"{images.name}: pairs=flow needs meta['flow'] (e.g. synthetic-arm)")
-        return self.pairs == "flow" or (self.pairs == "auto" and "flow" in images.meta)
+        return mode == "flow" or (mode == "auto" and "flow" in images.meta)
 
     def _flow_successors(self, images: ImageSet) -> np.ndarray:
         """Index of frame t+1 of the same video for each frame (−1: none)."""
@@ -182,7 +157,7 @@ class FrameMethod(KeywordOptions):
     ) -> tuple[torch.Tensor, dict[str, Any]]:
         """The pairs (x, x′) stacked, and their correspondence field G with its valid mask."""
         src = images.tensor(np.asarray(idx)).to(device)
-        pair = make_pair(src, WarpParams(strength=self.strength))
+        pair = make_pair(src, WarpParams(strength=self.source.strength))
         h, w = src.shape[-2:]
         G = pixels_to_cells(pair.field(STRIDE))  # (B, hw, 2) in cells of x′'s map
         hm, wm = h // STRIDE, w // STRIDE
@@ -222,10 +197,11 @@ class FrameMethod(KeywordOptions):
 
     # ---- fit -----------------------------------------------------------------------------------
     def _build(self, images: ImageSet) -> torch.device:
-        seed_everything(self.seed)
-        device = choose_device(self.device)
+        seed_everything(self.runtime.seed)
+        device = choose_device(self.runtime.device)
         self.image_size_ = images.image_size
-        self.net_ = FrameNet(self.arch, self.out_channels(), self.width).to(device)
+        net = self.network
+        self.net_ = FrameNet(net.arch, self.out_channels(), net.width).to(device)
         return device
 
     def init_untrained(self, images: ImageSet) -> FrameMethod:
@@ -238,7 +214,7 @@ class FrameMethod(KeywordOptions):
     def validate_params(self) -> None:
         """Every option's type and range, and the device."""
         super().validate_params()
-        choose_device(self.device)
+        choose_device(self.runtime.device)
 
     def fit(
         self,
@@ -266,16 +242,8 @@ class FrameMethod(KeywordOptions):
             def inputs(idx: np.ndarray, augment: bool) -> tuple[torch.Tensor, dict]:
                 return self._warp_inputs(images, idx, device)
 
-        cfg = TrainConfig(
-            epochs=self.epochs,
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-            seed=self.seed,
-            device=self.device,
-            amp=self.amp,
-            progress=self.progress,
-            desc=self.name,
-        )
+        lr = self.training.lr if self.training.lr is not None else 1e-3
+        cfg = TrainConfig.from_parts(self.training, self.runtime, lr=lr, desc=self.name)
         self.history_ += train(
             self.net_,
             self,
@@ -327,7 +295,7 @@ class FrameMethod(KeywordOptions):
         from labelfree.frames.pipeline import evaluate_frames
 
         self._require_fitted()
-        return evaluate_frames(self, eval_set, train, seed=self.seed)
+        return evaluate_frames(self, eval_set, train, seed=self.runtime.seed)
 
     def write_evaluation(self, out: Path, eval_set: ImageSet, metrics: Metrics) -> None:
         """Nothing beside metrics.json: the probes keep no arrays."""

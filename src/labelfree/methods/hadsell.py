@@ -16,9 +16,11 @@ import torch
 from labelfree.graph.knn import knn
 from labelfree.losses.pairs import TUPLE_LOSSES, check_tuple_loss, tuple_loss
 from labelfree.methods.base import Method
+from labelfree.methods.encoder import Encoder
 from labelfree.methods.registry import register_method
 from labelfree.options import AT_LEAST_1, POSITIVE
 from labelfree.structure.tuples import random_non_neighbours, tuple_batches
+from labelfree.train.config import Runtime, Training
 from labelfree.train.loop import EpochContext, Structure
 
 
@@ -44,7 +46,9 @@ class Hadsell(Method):
         k_pos: int = 5,
         loss: str = "triplet",
         margin: float | None = None,
-        **common: Any,
+        encoder: Encoder = Encoder(),
+        training: Training = Training(),
+        runtime: Runtime = Runtime(),
     ) -> None:
         """Args:
         k_pos: positives are drawn from the anchor's ``k_pos`` Euclidean nearest neighbours.
@@ -52,7 +56,7 @@ class Hadsell(Method):
             margins from seed 002 §4.3.
         margin: overrides the loss's default margin.
         """
-        super().__init__(**common)
+        super().__init__(encoder=encoder, training=training, runtime=runtime)
         check_tuple_loss(loss)
         self.k_pos = k_pos
         self.loss = loss
@@ -75,7 +79,7 @@ class Hadsell(Method):
         anchors = rng.permutation(n)
         positives = pos_table[anchors, rng.integers(0, pos_table.shape[1], size=n)]
         negatives = random_non_neighbours(anchors, pos_table, n, rng)
-        return tuple_batches(anchors, positives, negatives, self.batch_size)
+        return tuple_batches(anchors, positives, negatives, self.training.batch_size)
 
     def batch_loss(
         self, emb: torch.Tensor, batch: dict[str, Any], structure: HadsellStructure

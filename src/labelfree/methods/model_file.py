@@ -63,4 +63,4 @@ def instantiate(state: dict[str, Any]) -> Any:
 
     klass = get_method_class(state["method"])
     names = set(klass.option_names())
-    return klass(**{k: v for k, v in state["params"].items() if k in names})
+    return klass.from_params({k: v for k, v in state["params"].items() if k in names})

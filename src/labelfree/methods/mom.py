@@ -36,6 +36,7 @@ from labelfree.graph.manifold import (
 )
 from labelfree.losses.pairs import TUPLE_LOSSES, check_tuple_loss, tuple_loss
 from labelfree.methods.base import Method
+from labelfree.methods.encoder import Encoder
 from labelfree.methods.registry import register_method
 from labelfree.options import AT_LEAST_1, OPEN_UNIT, POSITIVE
 from labelfree.structure.pools import (
@@ -44,6 +45,7 @@ from labelfree.structure.pools import (
     pool_size_rule,
 )
 from labelfree.structure.tuples import random_non_neighbours, tuple_batches
+from labelfree.train.config import Runtime, Training
 from labelfree.train.loop import EpochContext, Structure
 
 
@@ -108,7 +110,9 @@ class MoM(Method):
         degree_normalized: bool = False,
         loss: str = "triplet",
         margin: float | None = None,
-        **common: Any,
+        encoder: Encoder = Encoder(),
+        training: Training = Training(),
+        runtime: Runtime = Runtime(),
     ) -> None:
         """Args:
         k_graph: k of the mutual kNN graph (30, seed 002 §4.3).
@@ -142,7 +146,7 @@ class MoM(Method):
             (margin 0.7).
         margin: overrides the loss's default margin.
         """
-        super().__init__(**common)
+        super().__init__(encoder=encoder, training=training, runtime=runtime)
         if positives not in ("manifold", "euclidean"):
             raise ValueError(f"positives {positives!r}: choose 'manifold' or 'euclidean'")
         if negatives not in ("manifold", "random"):
@@ -174,7 +178,7 @@ class MoM(Method):
         graph = mutual_knn_graph(None, k=self.k_graph, neighbours=table)
         k_pos, k_neg = self.k_pos, self.k_neg
         if k_pos is None or k_neg is None:
-            rule_pos, rule_neg = pool_size_rule(graph, seed=self.seed)
+            rule_pos, rule_neg = pool_size_rule(graph, seed=self.runtime.seed)
             k_pos = k_pos if k_pos is not None else rule_pos
             k_neg = k_neg if k_neg is not None else rule_neg
         k_pos, k_neg = min(k_pos, n - 2), min(k_neg, n - 2)
@@ -251,7 +255,7 @@ class MoM(Method):
             neg = self._hard_negatives(
                 a, structure.neg[order], structure.neg_len[order], rng, ctx.embedding()
             )
-        return tuple_batches(a, p, neg, self.batch_size, weights=w)
+        return tuple_batches(a, p, neg, self.training.batch_size, weights=w)
 
     def _hard_negatives(
         self,

@@ -47,10 +47,12 @@ import torch
 from labelfree.graph.knn import knn, l2_normalize
 from labelfree.losses.poset import posets_objective
 from labelfree.methods.base import Method
+from labelfree.methods.encoder import Encoder
 from labelfree.methods.registry import register_method
 from labelfree.options import AT_LEAST_1, NON_NEGATIVE, POSITIVE, Range
 from labelfree.structure.cliques import build_cliques
 from labelfree.structure.posets import medoids, refine_assignments
+from labelfree.train.config import Runtime, Training
 from labelfree.train.loop import EpochContext, Structure
 
 
@@ -100,7 +102,9 @@ class Posets(Method):
         temperature: float = 0.1,
         per_class: int = 3,
         g_steps: int = 100,
-        **common: Any,
+        encoder: Encoder = Encoder(),
+        training: Training = Training(),
+        runtime: Runtime = Runtime(),
     ) -> None:
         """Args:
         top_frac: grouping neighbourhood as a fraction of the items (5 %, seed 000 §3.1).
@@ -115,7 +119,7 @@ class Posets(Method):
         per_class: members of each class in a batch besides its medoid.
         g_steps: gradient steps of the relaxed assignment update in rounds ≥ 1 (0: keep y).
         """
-        super().__init__(**common)
+        super().__init__(encoder=encoder, training=training, runtime=runtime)
         self.top_frac, self.max_neighbourhood = top_frac, max_neighbourhood
         self.min_class, self.n_nearest = min_class, n_nearest
         self.lam, self.gamma, self.sigma_min = lam, gamma, sigma_min
@@ -140,7 +144,7 @@ class Posets(Method):
         if round_idx == 0 or self._y is None or len(self._y) != len(x):
             y = self._group(x)
         elif self.g_steps > 0:
-            y = refine_assignments(x, self._y, self.min_class, self.g_steps, seed=self.seed)
+            y = refine_assignments(x, self._y, self.min_class, self.g_steps, seed=self.runtime.seed)
         else:
             y = self._y.copy()
         self._y = y
@@ -181,8 +185,8 @@ class Posets(Method):
         y, med, members = structure.y, structure.medoids, structure.members
         un, near = structure.unassigned, structure.nearest
         n = len(y)
-        n_batches = max(1, math.ceil(n / self.batch_size))
-        m = self.batch_size // 2 if len(un) else 0
+        n_batches = max(1, math.ceil(n / self.training.batch_size))
+        m = self.training.batch_size // 2 if len(un) else 0
         order = rng.permutation(len(un))
         out = []
         for b in range(n_batches):
@@ -191,7 +195,7 @@ class Posets(Method):
             classes = list(dict.fromkeys(near[pick].ravel().tolist()))
             size = len(pick) + len(classes) * (1 + self.per_class)
             for c in rng.permutation(len(med)):
-                if size >= self.batch_size:
+                if size >= self.training.batch_size:
                     break
                 if c not in classes:
                     classes.append(int(c))

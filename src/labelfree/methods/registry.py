@@ -44,7 +44,4 @@ def get_method(name: str, **options: Any) -> Any:
     """Construct a method by name. Option values may be strings (``-o KEY=VALUE``): they are
     converted by the constructor's type annotations; an unknown option, a value of the wrong
     type or out of range is a one-line :class:`DataError` that names the option."""
-    klass = get_method_class(name)
-    m = klass(**klass.coerce_options(options, owner=name))
-    m.validate_params()
-    return m
+    return get_method_class(name).from_options(**options)

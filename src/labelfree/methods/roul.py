@@ -36,16 +36,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from labelfree.data.imageset import DataError, ImageSet
+from labelfree.data.imageset import ImageSet
 from labelfree.losses.memory_bank import MemoryBank
 from labelfree.losses.orders import (
     marginal_variance,
     moc_loss,
+    ms_mining,
     multi_similarity,
     order_loss,
     roc_loss,
 )
 from labelfree.methods.base import Method
+from labelfree.methods.encoder import Encoder
 from labelfree.methods.registry import register_method
 from labelfree.nets.order_net import OrderNet
 from labelfree.options import AT_LEAST_1, NON_NEGATIVE, POSITIVE, UNIT, Range
@@ -58,6 +60,7 @@ from labelfree.structure.orders import (
     order_matrix,
     sample_groups,
 )
+from labelfree.train.config import Runtime, Training
 from labelfree.train.loop import EpochContext, Structure
 
 
@@ -152,7 +155,9 @@ class ROUL(Method):
         rerank_views: int = 2,
         rerank_lambda: float = 1.0,
         rerank_alpha: float = 1.0,
-        **common: Any,
+        encoder: Encoder = Encoder(),
+        training: Training = Training(),
+        runtime: Runtime = Runtime(),
     ) -> None:
         """Args:
         clusters: k of the k-means structure step; 0 = one cluster per 60 training items (the
@@ -188,13 +193,7 @@ class ROUL(Method):
         rerank_lambda: λ of the re-ranking energy (Eq. 10; not given in the paper).
         rerank_alpha: α₁ of the re-ranking energy (Eq. 10; not given in the paper).
         """
-        super().__init__(**common)
-        if roc_form not in ("paper", "hinge"):
-            raise DataError(f"roc_form {roc_form!r}: choose paper or hinge")
-        if roc_orders not in ("predicted", "target"):
-            raise DataError(f"roc_orders {roc_orders!r}: choose predicted or target")
-        if cooperative not in ("joint", "alternate"):
-            raise DataError(f"cooperative {cooperative!r}: choose joint or alternate")
+        super().__init__(encoder=encoder, training=training, runtime=runtime)
         self.clusters, self.core_fraction = clusters, core_fraction
         self.core_min_share, self.kmeans_iters = core_min_share, kmeans_iters
         self.n_aug, self.n_same, self.n_other = n_aug, n_same, n_other
@@ -216,7 +215,7 @@ class ROUL(Method):
 
     def extra_module(self) -> nn.Module:
         if self.order_net is None:
-            self.order_net = OrderNet(self.dim, hidden=self.order_hidden)
+            self.order_net = OrderNet(self.encoder.dim, hidden=self.order_hidden)
         return self.order_net
 
     def n_clusters(self, n: int) -> int:
@@ -232,7 +231,7 @@ class ROUL(Method):
             k,
             self.core_fraction,
             self.kmeans_iters,
-            seed=self.seed + round_idx,
+            seed=self.runtime.seed + round_idx,
             min_share=self.core_min_share,
         )
         bank = ctx.embedding() if ctx is not None else reps
@@ -254,9 +253,9 @@ class ROUL(Method):
         (anchor + comparison set) and random two-view items."""
         n = len(structure.core)
         group = 1 + self.n_aug + self.n_same + self.n_other
-        n_rand = 2 * int(round(self.batch_size * self.random_fraction / 2))
-        n_groups = max(1, (self.batch_size - n_rand) // group)
-        n_batches = max(1, math.ceil(3 * n / self.batch_size))
+        n_rand = 2 * int(round(self.training.batch_size * self.random_fraction / 2))
+        n_groups = max(1, (self.training.batch_size - n_rand) // group)
+        n_batches = max(1, math.ceil(3 * n / self.training.batch_size))
         groups, _ = sample_groups(
             structure.core, n_groups * n_batches, self.n_aug, self.n_same, self.n_other, rng
         )
@@ -298,9 +297,8 @@ class ROUL(Method):
         self_pair[:, : len(idx)] = torch.eye(len(idx), dtype=torch.bool, device=emb.device)
         pos = (same | ((c_b[:, None] == key_core[None, :]) & (c_b[:, None] >= 0))) & ~self_pair
         neg = a_b[:, None] != key_assign[None, :]
-        eps = self.mining_eps if self.mining_eps >= 0 else None
-        loss, kp, kn = multi_similarity(sims, pos, neg, self.lam_p, self.lam_n, self.ms_delta, eps)
-        out = loss.mean()
+        kp, kn = ms_mining(sims, pos, neg, self.mining_eps if self.mining_eps >= 0 else None)
+        out = multi_similarity(emb, keys, kp, kn, self.lam_p, self.lam_n, self.ms_delta)
         if self.var_weight:
             out = out + self.var_weight * marginal_variance(sims, kp, kn).mean()
         return out
@@ -366,15 +364,15 @@ class ROUL(Method):
         z = self.embed(images)
         if n_views == 0:
             return np.zeros((0, *z.shape), np.float32)
-        if self.start == "feature-head" or self.augment <= 0:
+        if self.encoder.start == "feature-head" or self.encoder.augment <= 0:
             return np.repeat(z[None], n_views, axis=0)
         from labelfree.data.augment import Augment
 
         net = self.net_.eval()
         device = next(net.parameters()).device
         size = tuple(self.image_size_) if self.image_size_ else images.image_size
-        flip = images.meta.get("hflip", True) if self.flip is None else self.flip
-        aug = Augment(size, strength=self.augment, flip=flip).to(device)
+        flip = images.meta.get("hflip", True) if self.encoder.flip is None else self.encoder.flip
+        aug = Augment(size, strength=self.encoder.augment, flip=flip).to(device)
         torch.manual_seed(seed)
         out = np.zeros((n_views, *z.shape), np.float32)
         for s in range(0, len(images), 512):

@@ -16,7 +16,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from labelfree.train import distributed as dist
+from labelfree.train.config import TrainConfig
 from labelfree.utils import atomic_torch_save, atomic_write_bytes, kill_point_for_tests
 
 CHECKPOINT_FORMAT = "labelfree-checkpoint"
@@ -83,31 +84,6 @@ class Stage(Protocol):
         self, emb: torch.Tensor, batch: dict[str, Any], structure: Structure
     ) -> torch.Tensor:
         """Loss of one batch from the embeddings of ``batch['indices']`` (in that order)."""
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation settings shared by every stage."""
-
-    epochs: int = 10
-    rounds: int = 1
-    lr: float = 1e-3
-    weight_decay: float = 5e-4
-    optimizer: str = "adam"  # adam | sgd
-    momentum: float = 0.9
-    lr_step: int = 0  # multiply the learning rate by 0.1 every lr_step epochs (0: never)
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True  # bf16 autocast, on CUDA only
-    progress: bool = True
-    desc: str = "train"
-
-    @classmethod
-    def from_options(cls, obj: Any, **overrides: Any) -> TrainConfig:
-        """A config from the same-named attributes of ``obj`` (a method's options), then
-        ``overrides``."""
-        base = {f.name: getattr(obj, f.name) for f in fields(cls) if hasattr(obj, f.name)}
-        return cls(**{**base, **overrides})
 
 
 def _optimizer(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
