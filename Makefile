@@ -16,7 +16,7 @@ PIP_TOOLS = pip-tools==7.7.0
 LOCK_FLAGS = --extra=dev --generate-hashes --allow-unsafe --strip-extras \
 	--no-emit-index-url --no-emit-find-links --quiet
 
-.PHONY: setup demo test lint lock lock-upgrade bench bench-quality bench-eval bench-mining bench-mom bench-roul bench-frames bench-surrogate bench-sequences bench-augment bench-search gpu-check clean
+.PHONY: setup demo test lint lock lock-upgrade bench bench-quality bench-eval bench-mining bench-mom bench-roul bench-frames bench-surrogate bench-sequences bench-augment bench-search bench-stream gpu-check clean
 
 $(STAMP): $(LOCK) pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,7 +52,7 @@ lock-upgrade: $(VENV)-tools/bin/pip-compile
 
 # make bench: every benchmark, several hours on 2 cores (the 3-seed quality ablations dominate);
 # each target below also runs on its own.
-bench: bench-eval bench-quality bench-mining bench-mom bench-roul bench-frames bench-surrogate bench-sequences bench-augment bench-search
+bench: bench-eval bench-quality bench-mining bench-mom bench-roul bench-frames bench-surrogate bench-sequences bench-augment bench-search bench-stream
 
 bench-eval: $(STAMP)
 	$(PY) benchmarks/bench_eval.py
@@ -94,6 +94,10 @@ gpu-check: $(STAMP)
 # Augmentation throughput (images/s) beside a plain kornia pipeline of the same ops.
 bench-augment: $(STAMP)
 	$(PY) benchmarks/bench_augment.py
+
+bench-stream: $(STAMP)
+	$(PY) benchmarks/bench_stream.py
+	$(PY) benchmarks/bench_stream.py --memory
 
 # Search index build / query time and recall@k of hnsw and ivf against the exact flat index.
 bench-search: $(STAMP)

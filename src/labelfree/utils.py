@@ -112,3 +112,12 @@ def kill_point_for_tests(point: str) -> None:
     _KILL_COUNTS[point] = _KILL_COUNTS.get(point, 0) + 1
     if _KILL_COUNTS[point] > int(os.environ.get("LABELFREE_TEST_KILL_AFTER", "0")):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def cache_dir() -> Path:
+    """The on-disk cache (g(x), distilled starts, decoded pixels): ``$LABELFREE_CACHE`` or
+    ``~/.cache/labelfree``."""
+    root = os.environ.get("LABELFREE_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "labelfree"
+    )
+    return Path(root)

@@ -48,6 +48,16 @@ OnErrorOpt = Annotated[
         "(drop them with a warning and a count)."
     ),
 ]
+StreamOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--stream/--no-stream",
+        help="Folders and list files: decode once into an on-disk store (in $LABELFREE_CACHE) "
+        "and read batches from it, so a collection larger than memory trains in bounded memory. "
+        "Default: only when the decoded pixels exceed 1 GiB or a quarter of the free memory.",
+        show_default=False,
+    ),
+]
 ModelOpt = Annotated[
     Path, typer.Option("--model", "-m", help="A run folder (uses its model.pt) or a model file.")
 ]
@@ -62,14 +72,28 @@ def _check_positive(option: str, value: int | None) -> None:
         raise DataError(f"{option} {value}: must be >= 1")
 
 
-def _load(spec: str, image_size: int | None, root: str | None, on_error: str, per_class=None):
+def _load(
+    spec: str,
+    image_size: int | None,
+    root: str | None,
+    on_error: str,
+    per_class: int | None = None,
+    stream: bool | None = None,
+):
     from labelfree.data.registry import load_data
 
     if on_error not in ("fail", "skip"):
         raise DataError(f"--on-error {on_error!r}: choose 'fail' or 'skip'")
     _check_positive("--image-size", image_size)
     _check_positive("--per-class", per_class)
-    return load_data(spec, image_size=image_size, root=root, on_error=on_error, per_class=per_class)
+    return load_data(
+        spec,
+        image_size=image_size,
+        root=root,
+        on_error=on_error,
+        per_class=per_class,
+        stream=stream,
+    )
 
 
 def _read_recipe(path: Path) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from labelfree.cli.common import (
     ModelOpt,
     OnErrorOpt,
     RootOpt,
+    StreamOpt,
     _load,
     _model_path,
     app,
@@ -61,6 +62,7 @@ def evaluate(
     image_size: ImageSizeOpt = None,
     data_root: RootOpt = None,
     on_error: OnErrorOpt = "fail",
+    stream: StreamOpt = None,
 ) -> None:
     """Score a model on labelled held-out DATA: Recall@K, MAP@R, R-precision, NMI, mAP.
 
@@ -75,9 +77,8 @@ def evaluate(
     if protocol not in ("retrieval", "exemplar"):
         raise DataError(f"--protocol {protocol!r}: choose retrieval or exemplar")
     m = load_model(str(_model_path(model)))
-    eval_set = _load(
-        data, image_size or (m.image_size_[0] if m.image_size_ else None), data_root, on_error
-    )
+    size = image_size or (m.image_size_[0] if m.image_size_ else None)
+    eval_set = _load(data, size, data_root, on_error, stream=stream)
     if protocol == "exemplar" or rerank != "none":
         if not hasattr(m, "embed"):
             what = "--protocol exemplar" if protocol == "exemplar" else f"--rerank {rerank}"

@@ -16,6 +16,7 @@ from labelfree.cli.common import (
     ImageSizeOpt,
     OnErrorOpt,
     RootOpt,
+    StreamOpt,
     _load,
     _parse_options,
     _read_recipe,
@@ -91,6 +92,7 @@ def fit(
     ] = None,
     data_root: RootOpt = None,
     on_error: OnErrorOpt = "fail",
+    stream: StreamOpt = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run in --out.")] = False,
     resume: Annotated[
         bool, typer.Option(help="Continue the run in --out from its last checkpoint.")
@@ -128,10 +130,11 @@ def fit(
     check_run_dir(out, overwrite=overwrite, resume=resume)
     if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int)):
         raise DataError(f"--recipe image_size {image_size!r}: expected an integer")
-    train_set = _load(data, image_size, data_root, on_error, per_class)
+    train_set = _load(data, image_size, data_root, on_error, per_class, stream)
     eval_set = None
     if eval is not None:
-        eval_set = _load(eval, image_size or train_set.image_size[0], data_root, on_error)
+        size = image_size or train_set.image_size[0]
+        eval_set = _load(eval, size, data_root, on_error, stream=stream)
     console.print(
         f"[bold]{method}[/] on {train_set.name} ({len(train_set)} images), start={m.get_params().get('start', 'scratch')}"
     )

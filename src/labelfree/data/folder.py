@@ -34,6 +34,7 @@ from .batch_decode import (
 )
 from .imageset import DataError, ImageSet
 from .list_file import load_list
+from .pixel_store import decode_collection
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -88,6 +89,7 @@ def load_folder(
     on_error: OnError = "fail",
     workers: int = 2,
     progress: bool = True,
+    stream: bool | None = None,
 ) -> ImageSet:
     """Load every image below a folder (recursively).
 
@@ -104,6 +106,9 @@ def load_folder(
         on_error: ``"fail"`` or ``"skip"`` unreadable files (see the module docstring).
         workers: decoding threads.
         progress: progress bar on a terminal for large folders.
+        stream: keep the decoded pixels in an on-disk store read on demand
+            (:mod:`labelfree.data.pixel_store`); ``None``: when they would not fit comfortably
+            in memory.
 
     Raises:
         DataError: missing folder, no images, an unreadable file (``"fail"``), or nothing
@@ -132,9 +137,10 @@ def load_folder(
             labels = np.array([index[f] for f in folders], dtype=np.int64)
 
     abs_paths = [os.path.abspath(f) for f in files]
-    images, kept, skipped = decode_files(
-        abs_paths, image_size, on_error, workers, progress, description=f"reading {root_path}"
-    )
+    images, kept, skipped = decode_collection(
+        abs_paths, image_size, on_error, workers, progress, stream,
+        description=f"reading {root_path}",
+    )  # fmt: skip
     return finish_imageset(
         where=str(root_path),
         name=str(root),

@@ -63,12 +63,20 @@ def check_pixel_memory(
         )
 
 
+def _is_lazy(images: object) -> bool:
+    """An on-disk pixel store (anything with ``take`` and ``chunks``) rather than an array."""
+    return (
+        hasattr(images, "take") and hasattr(images, "chunks") and not isinstance(images, np.ndarray)
+    )
+
+
 @dataclass
 class ImageSet:
     """Equally sized RGB images with optional evaluation labels.
 
     Attributes:
-        images: ``(N, H, W, 3)`` uint8 array.
+        images: ``(N, H, W, 3)`` uint8 array, or a
+            :class:`~labelfree.data.pixel_store.DiskPixels` read on demand (``streaming``).
         labels: ``(N,)`` int64 class ids, or ``None`` when the collection is unlabeled. Used for
             evaluation only.
         class_names: name of each class id, when known.
@@ -85,7 +93,7 @@ class ImageSet:
     _fingerprint: str | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        images = np.asarray(self.images)
+        images = self.images if _is_lazy(self.images) else np.asarray(self.images)
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
             raise DataError(
                 f"{self.name}: images must be an (N, H, W, 3) uint8 array, "
@@ -111,6 +119,12 @@ class ImageSet:
         return int(self.images.shape[1]), int(self.images.shape[2])
 
     @property
+    def streaming(self) -> bool:
+        """Whether the pixels are read from disk on demand (:mod:`labelfree.data.pixel_store`)
+        rather than held in memory."""
+        return _is_lazy(self.images)
+
+    @property
     def has_labels(self) -> bool:
         return self.labels is not None
 
@@ -126,7 +140,7 @@ class ImageSet:
             if key in meta:
                 meta[key] = np.asarray(meta[key])[idx]
         return ImageSet(
-            images=self.images[idx],
+            images=self.images.take(idx) if self.streaming else self.images[idx],
             labels=None if self.labels is None else self.labels[idx],
             class_names=self.class_names,
             paths=None if self.paths is None else [self.paths[i] for i in idx],
@@ -138,8 +152,12 @@ class ImageSet:
         """A stable content hash (pixels and labels) used to key on-disk caches."""
         if self._fingerprint is None:
             h = hashlib.blake2b(digest_size=16)
-            h.update(str(self.images.shape).encode())
-            h.update(np.ascontiguousarray(self.images).data)
+            h.update(str(tuple(self.images.shape)).encode())
+            if self.streaming:  # the same digest as in memory, read a chunk at a time
+                for chunk in self.images.chunks():
+                    h.update(np.ascontiguousarray(chunk).data)
+            else:
+                h.update(np.ascontiguousarray(self.images).data)
             if self.labels is not None:
                 h.update(self.labels.tobytes())
             self._fingerprint = h.hexdigest()

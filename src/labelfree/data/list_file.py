@@ -20,11 +20,11 @@ from .batch_decode import (
     OnError,
     check_image_size,
     check_on_error,
-    decode_files,
     finish_imageset,
     sorted_names,
 )
 from .imageset import DataError, ImageSet
+from .pixel_store import decode_collection
 
 # Words accepted as the path column's header in a list file (compared in lower case).
 _PATH_HEADERS = frozenset(
@@ -64,6 +64,7 @@ def load_list(
     on_error: OnError = "fail",
     workers: int = 2,
     progress: bool = True,
+    stream: bool | None = None,
 ) -> ImageSet:
     """Load the images named in a list file.
 
@@ -85,6 +86,9 @@ def load_list(
             with a warning and listed in ``meta["skipped"]``.
         workers: decoding threads.
         progress: progress bar on a terminal for long lists.
+        stream: keep the decoded pixels in an on-disk store read on demand
+            (:mod:`labelfree.data.pixel_store`); ``None``: when they would not fit comfortably
+            in memory.
     """
     on_error = check_on_error(on_error)
     image_size = check_image_size(image_size)
@@ -163,12 +167,13 @@ def load_list(
         labels = np.array([index[r[2]] for r in present], dtype=np.int64)
 
     paths = [r[1] for r in present]
-    images, kept, decode_skipped = decode_files(  # an empty list gives empty arrays
+    images, kept, decode_skipped = decode_collection(  # an empty list gives empty arrays
         paths,
         image_size,
         on_error,
         workers,
         progress,
+        stream,
         contexts=[f"{list_path} line {r[0]}" for r in present],
         description=f"reading {list_path.name}",
     )

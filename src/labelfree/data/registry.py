@@ -113,6 +113,7 @@ def load_data(
     seed: int = 0,
     workers: int = 2,
     progress: bool = True,
+    stream: bool | None = None,
 ) -> ImageSet:
     """Load a data source named by ``spec`` (see the module docstring for the forms).
 
@@ -127,6 +128,9 @@ def load_data(
         seed: seed for ``per_class``.
         workers: decoding threads (file-based sources).
         progress: progress bar on a terminal (file-based sources).
+        stream: folders and list files: decode into an on-disk store read on demand, so that
+            a collection larger than memory trains in bounded memory (``None``: automatically,
+            above 1 GiB of decoded pixels or a quarter of the available memory).
 
     Raises:
         DataError: unknown dataset name (the message lists the known ones), a path that does
@@ -139,7 +143,9 @@ def load_data(
     path = Path(text).expanduser()
     if path.exists():
         size = DEFAULT_FOLDER_SIZE if image_size is None else image_size
-        kwargs = dict(image_size=size, on_error=on_error, workers=workers, progress=progress)
+        kwargs = dict(
+            image_size=size, on_error=on_error, workers=workers, progress=progress, stream=stream
+        )
         if path.is_dir():
             data = load_folder(path, **kwargs)  # type: ignore[arg-type]
         elif path.suffix.lower() in _LIST_SUFFIXES:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,7 +17,7 @@ import numpy as np
 
 from labelfree.data.imageset import ImageSet
 from labelfree.graph.nn import check_matrix
-from labelfree.utils import atomic_save_npy, kill_point_for_tests
+from labelfree.utils import atomic_save_npy, cache_dir, kill_point_for_tests
 
 
 class FeatureExtractor:
@@ -82,14 +81,6 @@ def register(cls: type[FeatureExtractor]) -> type[FeatureExtractor]:
     """Class decorator adding an extractor to the registry under ``cls.name``."""
     _REGISTRY[cls.name] = cls
     return cls
-
-
-def cache_dir() -> Path:
-    """``$LABELFREE_CACHE`` or ``~/.cache/labelfree``."""
-    root = os.environ.get("LABELFREE_CACHE") or os.path.join(
-        os.path.expanduser("~"), ".cache", "labelfree"
-    )
-    return Path(root)
 
 
 def compute_features(

@@ -139,7 +139,7 @@ class Method(KeywordOptions):
         self.extractor_ = enc.extractor(runtime.seed).fit(images)
         g = compute_features(self.extractor_, images, cache=enc.cache)
         check_finite(g, f"g(x) ({enc.features}) of {images.name}")
-        self.net_, inputs = enc.build(images, g, device)
+        self.net_, inputs = enc.build(images, g, device, runtime.workers)
         represent = lambda: self._represent_train(images, inputs)  # noqa: E731
         if enc.start == "distill":
             self.history_ += enc.distill(

@@ -117,9 +117,10 @@ class Encoder(OptionGroup):
         return bool(images.meta.get("hflip", True)) if self.flip is None else bool(self.flip)
 
     def build(
-        self, images: ImageSet, g: np.ndarray, device: torch.device
+        self, images: ImageSet, g: np.ndarray, device: torch.device, workers: int = 1
     ) -> tuple[nn.Module, Inputs]:
-        """The untrained network on ``device`` and its input function over ``images``."""
+        """The untrained network on ``device`` and its input function over ``images``
+        (:class:`~labelfree.data.loader.ImageInputs`; ``workers`` read a streamed collection)."""
         if self.start == "feature-head":
             from labelfree.nets.heads import FeatureHeadNet
 
@@ -133,6 +134,7 @@ class Encoder(OptionGroup):
             return net.to(device), inputs
 
         from labelfree.data.augment import Augment
+        from labelfree.data.loader import ImageInputs
         from labelfree.nets.heads import EmbeddingNet
 
         net = EmbeddingNet(self.backbone, dim=self.dim, pooling=self.pooling)
@@ -144,11 +146,7 @@ class Encoder(OptionGroup):
             else None
         )
 
-        def image_inputs(idx: np.ndarray, augment: bool) -> torch.Tensor:
-            x = images.tensor(np.asarray(idx)).to(device)
-            return aug(x) if (augment and aug is not None) else x
-
-        return net.to(device), image_inputs
+        return net.to(device), ImageInputs(images, device, aug, workers)
 
     def distill(
         self,

@@ -55,14 +55,18 @@ class Runtime(OptionGroup):
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
         amp: bf16 autocast on CUDA (ignored on the CPU).
         progress: show progress bars.
+        workers: DataLoader processes that read a streamed collection's batches ahead of the
+            training step (0: read in the training process; in-memory collections are always
+            indexed directly, which is faster).
     """
 
     seed: int = 0
     device: str = "auto"
     amp: bool = True
     progress: bool = True
+    workers: int = 1
 
-    option_ranges = {"seed": NON_NEGATIVE}
+    option_ranges = {"seed": NON_NEGATIVE, "workers": NON_NEGATIVE}
 
 
 @dataclass

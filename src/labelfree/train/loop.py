@@ -125,7 +125,9 @@ def train(
     Args:
         inputs: ``inputs(indices, augment)`` → the network input for those training items, on
             the training device; or ``(input, aux)``, and the loss then finds ``aux`` in the
-            batch as ``batch["aux"]`` (e.g. the warp field of a pixel-level pair).
+            batch as ``batch["aux"]`` (e.g. the warp field of a pixel-level pair). With a
+            ``stream(list_of_indices, augment)`` method, an epoch's inputs come from it instead,
+            in order (a DataLoader reading ahead, :mod:`labelfree.data.loader`).
         initial_reps: the representation of all training items used by round 0's structure step
             (the initial features g(x)).
         represent: computes the representation of all items with the current network; used by
@@ -199,8 +201,13 @@ def train(
             bar = _progress(
                 len(batches), f"{cfg.desc} r{r} e{e + 1}/{cfg.epochs}", cfg.progress and rank == 0
             )
-            for step, batch in enumerate(batches):
-                x = inputs(batch["indices"], True)
+            stream = getattr(inputs, "stream", None)  # reads ahead (data/loader.py)
+            xs = (
+                stream([b["indices"] for b in batches], True)
+                if stream is not None
+                else (inputs(b["indices"], True) for b in batches)
+            )
+            for step, (batch, x) in enumerate(zip(batches, xs, strict=True)):
                 if isinstance(x, tuple):  # (x, aux): what the loss needs beside the input
                     x, aux = x
                     batch = {**batch, "aux": aux}
