@@ -290,3 +290,26 @@ def test_dropping_terms_changes_the_solution():
     assert len(best) == 4  # {4, 3} with {4, 2} or {4, 2'}, × 2 batch orders
     for z in best:
         assert z[:, 0].sum() == 2 and len(np.unique(z, axis=0)) == 2 and coverage(z) == 9
+
+
+def test_batch_items_drops_ambiguous_items_and_thin_cliques_by_hand():
+    from labelfree.structure.clique_batches import batch_items, clique_purity, draw_steps
+
+    members = [np.array([0, 1, 2]), np.array([2, 3, 4]), np.array([5, 6]), np.array([6, 7])]
+    z = np.array([[1, 1, 0, 0], [1, 0, 1, 0], [0, 0, 1, 1]])
+    out = batch_items(z, members)
+    # row 0: item 2 is in both cliques → dropped; cliques {0,1} and {3,4} remain
+    assert out[0][0].tolist() == [0, 1, 3, 4] and out[0][1].tolist() == [0, 0, 1, 1]
+    assert out[1][0].tolist() == [0, 1, 2, 5, 6] and out[1][1].tolist() == [0, 0, 0, 1, 1]
+    # row 2: item 6 is shared → each clique keeps one item → fewer than 2 cliques: dropped
+    assert len(out) == 2
+    steps = draw_steps(out, 50, 1, np.random.default_rng(0))
+    for idx, lab in steps:  # one member of each clique per step, from one pooled batch
+        assert sorted(lab.tolist()) == [0, 1]
+        assert any(set(idx.tolist()) <= set(b[0].tolist()) for b in out)
+    labels = np.array([0, 0, 0, 1, 1, 2, 2, 2])
+    stats = clique_purity(members, out, labels)
+    # within-clique pairs: {0,1,2} 6/6 same; {2,3,4} 2/6; {5,6} 2/2; {6,7} 2/2 → 12/16
+    assert stats["positive_tp_rate"] == pytest.approx(12 / 16)
+    # across cliques, batch 0: 8 ordered pairs, all different; batch 1: 12, all different
+    assert stats["negative_tn_rate"] == 1.0

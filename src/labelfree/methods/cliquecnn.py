@@ -43,7 +43,13 @@ from labelfree.methods.base import Method
 from labelfree.methods.encoder import Encoder
 from labelfree.methods.registry import register_method
 from labelfree.options import AT_LEAST_1, NON_NEGATIVE, POSITIVE
-from labelfree.structure.clique_batches import clique_means, solve_batches
+from labelfree.structure.clique_batches import (
+    batch_items,
+    clique_means,
+    clique_purity,
+    draw_steps,
+    solve_batches,
+)
 from labelfree.structure.cliques import build_cliques
 from labelfree.structure.temporal import ltp_stack
 from labelfree.train.config import Runtime, Training
@@ -164,21 +170,7 @@ class CliqueCNN(Method):
             lambda3=self.lambda3,
             similarity_term=self.similarity_term,
         )
-        batches = []
-        for row in z:
-            idx_list, lab_list = [], []
-            for j, k in enumerate(np.flatnonzero(row)):
-                idx_list.append(cl.members[k])
-                lab_list.append(np.full(len(cl.members[k]), j))
-            idx, lab = np.concatenate(idx_list), np.concatenate(lab_list)
-            uniq, counts = np.unique(idx, return_counts=True)
-            single = np.isin(idx, uniq[counts == 1])
-            idx, lab = idx[single], lab[single]
-            keep_lab, lab_counts = np.unique(lab, return_counts=True)
-            ok = np.isin(lab, keep_lab[lab_counts >= 2])
-            idx, lab = idx[ok], lab[ok]
-            if len(np.unique(lab)) >= 2:
-                batches.append((idx, np.unique(lab, return_inverse=True)[1]))
+        batches = batch_items(z, cl.members)
         if not batches:
             raise ValueError("cliquecnn: no batch holds two cliques; lower -o min_clique")
         covered = np.unique(np.concatenate([b[0] for b in batches]))
@@ -196,22 +188,12 @@ class CliqueCNN(Method):
         rng: np.random.Generator,
         ctx: EpochContext | None = None,
     ) -> list[dict[str, Any]]:
-        pool = structure.batches
         steps = max(1, math.ceil(structure.covered / self.training.batch_size))
         per = max(2, self.training.batch_size // self.cliques_per_batch)
-        out = []
-        for b in rng.integers(0, len(pool), size=steps):
-            idx, lab = pool[b]
-            order = rng.permutation(len(idx))
-            idx, lab = idx[order], lab[order]
-            # The first ``per`` members of each clique after the shuffle.
-            rank = np.zeros(len(lab), dtype=np.int64)
-            srt = np.argsort(lab, kind="stable")
-            starts = np.searchsorted(lab[srt], lab[srt])
-            rank[srt] = np.arange(len(lab)) - starts
-            take = rank < per
-            out.append({"indices": idx[take], "labels": lab[take]})
-        return out
+        return [
+            {"indices": idx, "labels": lab}
+            for idx, lab in draw_steps(structure.batches, steps, per, rng)
+        ]
 
     def batch_loss(
         self, emb: torch.Tensor, batch: dict[str, Any], structure: CliqueCNNStructure
@@ -225,21 +207,8 @@ class CliqueCNN(Method):
         """Clique purity (same-label share of within-clique pairs, as ``positive_tp_rate``),
         the share of different-label pairs across cliques of a batch (``negative_tn_rate``),
         the number of cliques and the items covered by the batches."""
-        same = pairs = 0
-        for m in structure.clique_members:
-            lab = labels[m]
-            counts = np.bincount(lab)
-            same += int((counts * (counts - 1)).sum())
-            pairs += len(m) * (len(m) - 1)
-        diff = cross = 0
-        for idx, lab in structure.batches:
-            y = labels[idx]
-            other = lab[:, None] != lab[None, :]
-            cross += int(other.sum())
-            diff += int((other & (y[:, None] != y[None, :])).sum())
         return {
-            "positive_tp_rate": same / max(pairs, 1),
-            "negative_tn_rate": diff / max(cross, 1),
+            **clique_purity(structure.clique_members, structure.batches, labels),
             "cliques": float(structure.n_cliques),
             "covered": float(structure.covered),
         }

@@ -262,3 +262,67 @@ def solve_batches(
     prob = BatchProblem(c, n_batches, r, means=means, s=s, **terms)
     z, hist = prob.cccp(prob.initial(rng), outer=outer, inner=inner)
     return round_batches(z, r), hist
+
+
+def batch_items(z: np.ndarray, members: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The items of each rounded batch of cliques (rows of ``z``, (B, K) 0/1) with their clique
+    label within the batch (0..r−1). An item in two cliques of one batch is left out of it (its
+    label would be ambiguous), then a clique left with fewer than 2 items; a batch that keeps
+    fewer than 2 cliques is dropped."""
+    out = []
+    for row in z:
+        chosen = np.flatnonzero(row)
+        if not len(chosen):
+            continue
+        idx = np.concatenate([members[k] for k in chosen])
+        lab = np.concatenate([np.full(len(members[k]), j) for j, k in enumerate(chosen)])
+        uniq, counts = np.unique(idx, return_counts=True)
+        single = np.isin(idx, uniq[counts == 1])
+        idx, lab = idx[single], lab[single]
+        keep_lab, lab_counts = np.unique(lab, return_counts=True)
+        ok = np.isin(lab, keep_lab[lab_counts >= 2])
+        idx, lab = idx[ok], lab[ok]
+        if len(np.unique(lab)) >= 2:
+            out.append((idx, np.unique(lab, return_inverse=True)[1]))
+    return out
+
+
+def draw_steps(
+    pool: list[tuple[np.ndarray, np.ndarray]], steps: int, per: int, rng: np.random.Generator
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """An epoch's steps: each a random batch of cliques from ``pool``, of which up to ``per``
+    random members of each clique (seed 001 §3.2.4; a batch of cliques can hold more samples
+    than fit a step)."""
+    out = []
+    for b in rng.integers(0, len(pool), size=steps):
+        idx, lab = pool[b]
+        order = rng.permutation(len(idx))
+        idx, lab = idx[order], lab[order]
+        # The first ``per`` members of each clique after the shuffle.
+        rank = np.zeros(len(lab), dtype=np.int64)
+        srt = np.argsort(lab, kind="stable")
+        starts = np.searchsorted(lab[srt], lab[srt])
+        rank[srt] = np.arange(len(lab)) - starts
+        take = rank < per
+        out.append((idx[take], lab[take]))
+    return out
+
+
+def clique_purity(
+    members: list[np.ndarray], batches: list[tuple[np.ndarray, np.ndarray]], labels: np.ndarray
+) -> dict[str, float]:
+    """Diagnostics against evaluation labels: the same-label share of within-clique pairs
+    (``positive_tp_rate``) and the different-label share of pairs across cliques of a batch
+    (``negative_tn_rate``)."""
+    same = pairs = 0
+    for m in members:
+        counts = np.bincount(labels[m])
+        same += int((counts * (counts - 1)).sum())
+        pairs += len(m) * (len(m) - 1)
+    diff = cross = 0
+    for idx, lab in batches:
+        y = labels[idx]
+        other = lab[:, None] != lab[None, :]
+        cross += int(other.sum())
+        diff += int((other & (y[:, None] != y[None, :])).sum())
+    return {"positive_tp_rate": same / max(pairs, 1), "negative_tn_rate": diff / max(cross, 1)}
