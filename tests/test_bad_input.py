@@ -180,6 +180,8 @@ CASES = [
     (["embed", "-m", "{run}", "-d", "{train}", "--out", "{ws}/emb.txt"], "--out"),
     (["fit", "-d", "{train}", "--out", "{run}/model.pt/sub", *FAST], "model.pt"),
     (["fit", "-d", "{train}", "--out", "/proc/labelfree-test-run", *FAST], "/proc"),
+    # streaming applies to files only
+    (["fit", "-d", "digits:train", "--out", "{new}", "--stream", *FAST], "--stream"),
 ]
 
 

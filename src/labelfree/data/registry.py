@@ -156,6 +156,10 @@ def load_data(
                 "or a list file naming the images"
             )
     else:
+        if stream:
+            raise DataError(
+                f"--stream applies to folders and list files; {text!r} is built in memory"
+            )
         name, _, split = text.partition(":")
         name = name.strip().lower()
         split = split.strip().lower()
