@@ -25,6 +25,16 @@ from torch.utils.data import DataLoader, Dataset
 
 from labelfree.data.imageset import ImageSet
 
+#: Pixels per inference chunk (512 images of 64 × 64): embedding a collection goes through it
+#: in chunks of :func:`inference_batch` images, so that one layer's activations stay near
+#: 0.5 GB whatever the image size (at 128 px, 512 images would need over 2 GB per layer).
+INFERENCE_PIXELS = 512 * 64 * 64
+
+
+def inference_batch(image_size: tuple[int, int], cap: int = 512) -> int:
+    """Images per no-grad forward chunk at ``image_size``: 512 up to 64 px, fewer above."""
+    return max(8, min(cap, INFERENCE_PIXELS // max(1, image_size[0] * image_size[1])))
+
 
 class _Batches(Dataset):
     """Item ``i`` is the uint8 pixels of the ``i``-th batch of indices."""

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from labelfree.data.imageset import DataError, ImageSet
+from labelfree.data.loader import inference_batch
 from labelfree.evaluate.results import Metrics
 from labelfree.evaluate.retrieval_run import INITIAL_FEATURES, evaluate_retrieval
 from labelfree.features.base import FeatureExtractor, check_finite, compute_features
@@ -192,9 +193,10 @@ class Method(KeywordOptions):
     def _represent_train(self, images: ImageSet, inputs: Any) -> np.ndarray:
         was = self.net_.training
         self.net_.eval()
+        step = inference_batch(images.image_size)
         out = [
-            self.net_(inputs(np.arange(s, min(s + 512, len(images))), False)).float().cpu()
-            for s in range(0, len(images), 512)
+            self.net_(inputs(np.arange(s, min(s + step, len(images))), False)).float().cpu()
+            for s in range(0, len(images), step)
         ]
         self.net_.train(was)
         return torch.cat(out).numpy()
@@ -205,9 +207,11 @@ class Method(KeywordOptions):
             raise RuntimeError(f"method {self.name!r} is not fitted: call fit() or load a model")
 
     @torch.no_grad()
-    def embed(self, images: ImageSet, batch_size: int = 512) -> np.ndarray:
-        """L2-normalised ``(N, dim)`` float32 embeddings of ``images``."""
+    def embed(self, images: ImageSet, batch_size: int | None = None) -> np.ndarray:
+        """L2-normalised ``(N, dim)`` float32 embeddings of ``images``, ``batch_size`` at a
+        time (default: :func:`~labelfree.data.loader.inference_batch` of the image size)."""
         self._require_fitted()
+        batch_size = batch_size or inference_batch(tuple(self.image_size_ or images.image_size))
         net = self.net_.eval()
         device = next(net.parameters()).device
         if self.encoder.start == "feature-head":

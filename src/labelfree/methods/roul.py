@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from labelfree.data.imageset import ImageSet
+from labelfree.data.loader import inference_batch
 from labelfree.losses.memory_bank import MemoryBank
 from labelfree.losses.orders import (
     marginal_variance,
@@ -375,8 +376,9 @@ class ROUL(Method):
         aug = Augment(size, strength=self.encoder.augment, flip=flip).to(device)
         torch.manual_seed(seed)
         out = np.zeros((n_views, *z.shape), np.float32)
-        for s in range(0, len(images), 512):
-            x = images.tensor(slice(s, s + 512)).to(device)
+        step = inference_batch(size)
+        for s in range(0, len(images), step):
+            x = images.tensor(slice(s, s + step)).to(device)
             if tuple(x.shape[-2:]) != size:
                 x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
             for v in range(n_views):
