@@ -206,3 +206,16 @@ def test_posets_resumed_in_round_zero_refines_instead_of_regrouping(tmp_path):
     resumed = get_method("posets", **opts).fit(data, run_dir=tmp_path / "b", resume=True)
     assert np.array_equal(resumed._y, full._y)
     _assert_same_state(_state(full), _state(resumed))
+
+
+def test_steps_caps_every_epoch_and_a_loose_cap_changes_nothing():
+    data = _small_digits()
+    opts = {**OPTS, "rounds": 1, "epochs": 2}
+    full = get_method("hadsell", **opts).fit(data)
+    n_batches = full.history_[0]["steps"]
+    assert n_batches > 2
+    capped = get_method("hadsell", **opts, steps=2).fit(data)
+    assert [r["steps"] for r in capped.history_] == [2, 2]
+    # a cap at or above the epoch's length keeps every batch, drawn exactly as before
+    loose = get_method("hadsell", **opts, steps=n_batches).fit(data)
+    _assert_same_state(_state(full), _state(loose))

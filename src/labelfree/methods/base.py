@@ -158,6 +158,7 @@ class Method(KeywordOptions):
                     lr=enc.distill_lr,
                     optimizer="adam",
                     lr_step=0,
+                    steps=0,
                     desc="distill",
                 ),
                 batch_size=max(training.batch_size, 64) * 2,

@@ -25,6 +25,10 @@ class Training(OptionGroup):
         optimizer: ``adam`` (AdamW) or ``sgd`` (momentum 0.9, as in seed 002 §4.3).
         lr_step: multiply the learning rate by 0.1 every ``lr_step`` epochs (0: never; seed 002
             uses 10).
+        steps: at most this many training steps per epoch (0: every batch the structure step
+            gives). On a large collection an epoch of one tuple per anchor is long; a capped
+            epoch keeps the first ``steps`` of the epoch's shuffled batches, so it is a prefix of
+            the uncapped one (the distillation's epochs are never capped).
     """
 
     epochs: int = 10
@@ -34,6 +38,7 @@ class Training(OptionGroup):
     weight_decay: float = 5e-4
     optimizer: str = "adam"
     lr_step: int = 0
+    steps: int = 0
 
     option_ranges = {
         "epochs": NON_NEGATIVE,
@@ -42,6 +47,7 @@ class Training(OptionGroup):
         "lr": POSITIVE,
         "weight_decay": NON_NEGATIVE,
         "lr_step": NON_NEGATIVE,
+        "steps": NON_NEGATIVE,
     }
     option_choices = {"optimizer": ("adam", "sgd")}
 
@@ -80,6 +86,7 @@ class TrainConfig:
     optimizer: str = "adam"  # adam | sgd
     momentum: float = 0.9
     lr_step: int = 0  # multiply the learning rate by 0.1 every lr_step epochs (0: never)
+    steps: int = 0  # at most this many steps per epoch (0: all the epoch's batches)
     seed: int = 0
     device: str = "auto"
     amp: bool = True  # bf16 autocast, on CUDA only
@@ -97,6 +104,7 @@ class TrainConfig:
             "weight_decay": training.weight_decay,
             "optimizer": training.optimizer,
             "lr_step": training.lr_step,
+            "steps": training.steps,
             "seed": runtime.seed,
             "device": runtime.device,
             "amp": runtime.amp,

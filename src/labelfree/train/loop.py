@@ -193,6 +193,8 @@ def train(
             if ctx.epoch != e:  # the network has trained since ctx was made
                 ctx = EpochContext(represent, r, e)
             batches = stage.batches(structure, rng, ctx)
+            if cfg.steps:
+                batches = batches[: cfg.steps * world]
             if world > 1:
                 n = (len(batches) // world) * world
                 batches = batches[rank:n:world]
