@@ -77,6 +77,7 @@ class EfficientNetLite0(nn.Module):
         if int(input_size) < 32:
             raise ValueError(f"input_size must be >= 32, got {input_size}")
         self.input_size = int(input_size)
+        self.pretrained = bool(pretrained)  # this instance's truth; the class says the default
         self.net = _lite0(pretrained)
         self.out_channels: int = int(self.net._conv_head.out_channels)
 
