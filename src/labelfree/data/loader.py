@@ -36,6 +36,11 @@ def inference_batch(image_size: tuple[int, int], cap: int = 512) -> int:
     return max(8, min(cap, INFERENCE_PIXELS // max(1, image_size[0] * image_size[1])))
 
 
+def _pixels(images: ImageSet, idx: np.ndarray) -> torch.Tensor:
+    """The uint8 ``(B, H, W, 3)`` pixels of items ``idx`` of ``images``, on the CPU."""
+    return torch.from_numpy(np.ascontiguousarray(images.images[np.asarray(idx)]))
+
+
 class _Batches(Dataset):
     """Item ``i`` is the uint8 pixels of the ``i``-th batch of indices."""
 
@@ -46,7 +51,7 @@ class _Batches(Dataset):
         return len(self.batches)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        return torch.from_numpy(self.images.images[np.asarray(self.batches[i])])
+        return _pixels(self.images, self.batches[i])
 
 
 class ImageInputs:
@@ -63,7 +68,7 @@ class ImageInputs:
 
     def fetch(self, idx: np.ndarray) -> torch.Tensor:
         """The uint8 ``(B, H, W, 3)`` pixels of items ``idx``, on the CPU."""
-        return torch.from_numpy(np.ascontiguousarray(self.images.images[np.asarray(idx)]))
+        return _pixels(self.images, idx)
 
     def finish(self, pixels: torch.Tensor, augment: bool) -> torch.Tensor:
         """Float ``(B, 3, H, W)`` in [0, 1] on the device, augmented if asked."""

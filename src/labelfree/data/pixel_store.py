@@ -104,18 +104,15 @@ class DiskPixels:
         sorted_rows = file_rows[order]
         flat = out.reshape(len(idx), -1)
         fd, rb = self._handle(), self._row_bytes
+        # runs of consecutive file rows (a repeated row breaks a run, so it is read once per use)
         breaks = np.flatnonzero(np.diff(sorted_rows) != 1) + 1
         for run in np.split(np.arange(len(idx)), breaks):
             first = int(sorted_rows[run[0]])
-            if np.all(sorted_rows[run] == sorted_rows[run[0]]):  # repeats of one row
-                data = os.pread(fd, rb, first * rb)
-                block = np.frombuffer(data, np.uint8)[None].repeat(len(run), 0)
-            else:
-                data = os.pread(fd, rb * len(run), first * rb)
-                block = np.frombuffer(data, np.uint8).reshape(len(run), rb)
+            data = os.pread(fd, rb * len(run), first * rb)
+            block = np.frombuffer(data, np.uint8)
             if block.size != len(run) * rb:
                 raise DataError(f"{self.path}: pixel cache file is shorter than expected")
-            flat[order[run]] = block
+            flat[order[run]] = block.reshape(len(run), rb)
         return out
 
     def __getstate__(self) -> dict[str, Any]:
