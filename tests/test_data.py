@@ -28,6 +28,7 @@ from labelfree.data import (
     resize_square,
     sop,
 )
+from labelfree.data.batch_decode import native_side
 from labelfree.data.decode import to_uint8
 
 # --------------------------------------------------------------------------------------------
@@ -714,7 +715,7 @@ def test_load_data_bundled() -> None:
 def test_load_data_paths(tmp_path: Path) -> None:
     _class_tree(tmp_path / "pics")
     ds = load_data(str(tmp_path / "pics"), progress=False)
-    assert ds.image_size == (64, 64) and ds.class_names == ["cat", "dog"]
+    assert ds.image_size == (10, 10) and ds.class_names == ["cat", "dog"]  # native, not 64
     assert load_data(tmp_path / "pics", image_size=8, per_class=1, progress=False).images.shape == (
         2,
         8,
@@ -727,6 +728,28 @@ def test_load_data_paths(tmp_path: Path) -> None:
     (tmp_path / "x.png").write_bytes(b"")
     with pytest.raises(DataError, match="not a list"):
         load_data(str(tmp_path / "x.png"))
+
+
+def _sized(path: Path, w: int, h: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((h, w, 3), 90, dtype=np.uint8)).save(path)
+
+
+def test_folders_and_lists_keep_their_native_size_up_to_the_cap(tmp_path: Path) -> None:
+    for i, (w, h) in enumerate([(20, 30), (24, 24), (40, 30), (26, 50), (31, 22)]):
+        _sized(tmp_path / "mixed" / f"{i}.png", w, h)  # shorter sides 20 24 30 26 22
+    assert load_data(str(tmp_path / "mixed"), progress=False).image_size == (24, 24)  # median
+    for i in range(3):
+        _sized(tmp_path / "big" / f"{i}.png", 300, 200)
+    assert load_data(str(tmp_path / "big"), progress=False).image_size == (64, 64)  # the cap
+    assert load_data(str(tmp_path / "big"), image_size=100, progress=False).image_size == (
+        100,
+        100,
+    )  # asked for: no cap
+    lst = tmp_path / "l.txt"
+    lst.write_text("mixed/0.png\nmixed/1.png\nmixed/3.png\n")  # 20 24 26
+    assert load_data(str(lst), progress=False).image_size == (24, 24)
+    assert native_side([str(tmp_path / "nothing.png")], cap=64) == 64  # unreadable: the cap
 
 
 def test_load_data_errors(tmp_path: Path) -> None:

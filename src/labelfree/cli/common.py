@@ -30,8 +30,8 @@ DataOpt = Annotated[
 ImageSizeOpt = Annotated[
     int | None,
     typer.Option(
-        help="Resize (shorter side) and centre-crop images to this size. Default: 64 for "
-        "folders, native for bundled sets."
+        help="Resize (shorter side) and centre-crop images to this size. Default: the "
+        "images' own (median) size, at most 64, for folders and lists; native for bundled sets."
     ),
 ]
 RootOpt = Annotated[
@@ -64,7 +64,7 @@ ModelOpt = Annotated[
 
 
 # Every method, for `fit --help` without importing torch (a test checks it against the registry).
-METHOD_NAMES = "hadsell (default) | mom | cliquecnn | posets | roul | fse | dense | dense-sym | evc"
+METHOD_NAMES = "mom (default) | diffusion | hadsell | cliquecnn | posets | roul | fse | dense | dense-sym | evc"
 
 
 def _check_positive(option: str, value: int | None) -> None:

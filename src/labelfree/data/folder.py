@@ -30,6 +30,7 @@ from .batch_decode import (
     check_on_error,
     decode_files,
     finish_imageset,
+    native_side,
     sorted_names,
 )
 from .imageset import DataError, ImageSet
@@ -90,6 +91,7 @@ def load_folder(
     workers: int = 2,
     progress: bool = True,
     stream: bool | None = None,
+    size_cap: int | None = None,
 ) -> ImageSet:
     """Load every image below a folder (recursively).
 
@@ -109,6 +111,9 @@ def load_folder(
         stream: keep the decoded pixels in an on-disk store read on demand
             (:mod:`labelfree.data.pixel_store`); ``None``: when they would not fit comfortably
             in memory.
+        size_cap: with ``image_size=None``, choose the side from the images themselves
+            (:func:`~labelfree.data.batch_decode.native_side`: their median shorter side, at
+            most ``size_cap``) instead of requiring equal native sizes.
 
     Raises:
         DataError: missing folder, no images, an unreadable file (``"fail"``), or nothing
@@ -137,6 +142,8 @@ def load_folder(
             labels = np.array([index[f] for f in folders], dtype=np.int64)
 
     abs_paths = [os.path.abspath(f) for f in files]
+    if image_size is None and size_cap is not None:
+        image_size = native_side(abs_paths, size_cap)
     images, kept, skipped = decode_collection(
         abs_paths, image_size, on_error, workers, progress, stream,
         description=f"reading {root_path}",

@@ -21,6 +21,7 @@ from .batch_decode import (
     check_image_size,
     check_on_error,
     finish_imageset,
+    native_side,
     sorted_names,
 )
 from .imageset import DataError, ImageSet
@@ -65,6 +66,7 @@ def load_list(
     workers: int = 2,
     progress: bool = True,
     stream: bool | None = None,
+    size_cap: int | None = None,
 ) -> ImageSet:
     """Load the images named in a list file.
 
@@ -89,6 +91,9 @@ def load_list(
         stream: keep the decoded pixels in an on-disk store read on demand
             (:mod:`labelfree.data.pixel_store`); ``None``: when they would not fit comfortably
             in memory.
+        size_cap: with ``image_size=None``, choose the side from the images themselves
+            (:func:`~labelfree.data.batch_decode.native_side`: their median shorter side, at
+            most ``size_cap``) instead of requiring equal native sizes.
     """
     on_error = check_on_error(on_error)
     image_size = check_image_size(image_size)
@@ -167,6 +172,8 @@ def load_list(
         labels = np.array([index[r[2]] for r in present], dtype=np.int64)
 
     paths = [r[1] for r in present]
+    if image_size is None and size_cap is not None:
+        image_size = native_side(paths, size_cap)
     images, kept, decode_skipped = decode_collection(  # an empty list gives empty arrays
         paths,
         image_size,

@@ -45,7 +45,8 @@ __all__ = ["DATA_ROOT_ENV", "available_datasets", "load_data"]
 #: Environment variable naming the folder that holds the benchmark folders.
 DATA_ROOT_ENV = "LABELFREE_DATA_ROOT"
 
-#: Default output side for folders and list files when ``image_size`` is not given.
+#: Largest side folders and list files get when ``image_size`` is not given: below it they keep
+#: their native (median) size, above it they are reduced to it (``native_side``).
 DEFAULT_FOLDER_SIZE = 64
 
 _BUNDLED: dict[str, Callable[..., ImageSet]] = {
@@ -120,7 +121,8 @@ def load_data(
     Args:
         spec: dataset name with optional split, or a folder / list file path.
         image_size: output side. ``None`` means each source's default: native 28 px for
-            mnist5k, 32 px for digits, 64 px for folders, list files and benchmarks.
+            mnist5k, 32 px for digits; for folders and list files the images' own (median)
+            size, at most 64 px (never upsized); 64 px for benchmarks.
         on_error: ``"fail"`` or ``"skip"`` unreadable files (file-based sources).
         root: benchmark data root (overrides ``LABELFREE_DATA_ROOT``).
         per_class: keep at most this many images per class, drawn with ``seed``
@@ -142,9 +144,13 @@ def load_data(
         raise DataError(f"empty data spec; use one of {_known_names()} or a folder / list path")
     path = Path(text).expanduser()
     if path.exists():
-        size = DEFAULT_FOLDER_SIZE if image_size is None else image_size
         kwargs = dict(
-            image_size=size, on_error=on_error, workers=workers, progress=progress, stream=stream
+            image_size=image_size,
+            size_cap=DEFAULT_FOLDER_SIZE,
+            on_error=on_error,
+            workers=workers,
+            progress=progress,
+            stream=stream,
         )
         if path.is_dir():
             data = load_folder(path, **kwargs)  # type: ignore[arg-type]
