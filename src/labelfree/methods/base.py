@@ -29,6 +29,7 @@ from labelfree.evaluate.results import Metrics
 from labelfree.evaluate.retrieval_run import INITIAL_FEATURES, evaluate_retrieval
 from labelfree.features.base import FeatureExtractor, check_finite, compute_features
 from labelfree.features.registry import from_dict
+from labelfree.losses.pairs import info_nce
 from labelfree.methods.encoder import Encoder
 from labelfree.methods.model_file import _cpu_state, instantiate, read_model_file, write_model_file
 from labelfree.nets.backbones import is_pretrained
@@ -37,6 +38,9 @@ from labelfree.train import distributed as dist
 from labelfree.train.config import Runtime, TrainConfig, Training
 from labelfree.train.loop import EpochContext, Structure, train
 from labelfree.utils import atomic_write_bytes, choose_device, seed_everything
+
+#: Temperature of the start-consistency InfoNCE (the distillation's, METHODS.md §0).
+CONSISTENCY_TEMPERATURE = 0.1
 
 
 class Method(KeywordOptions):
@@ -188,9 +192,24 @@ class Method(KeywordOptions):
             on_epoch_end=on_epoch_end,
             structure_stats=stats,
             extra=extra.to(device) if (extra := self.extra_module()) is not None else None,
+            regularizer=self._consistency(represent, device),
         )
         self.net_.eval()
         return self
+
+    def _consistency(self, represent: Any, device: torch.device) -> Any:
+        """The start-consistency term of ``training.consistency`` (None when 0): the start's
+        embedding of every training item is computed once, before fine-tuning."""
+        weight = self.training.consistency
+        if weight == 0:
+            return None
+        start = torch.from_numpy(represent()).to(device)
+
+        def term(emb: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+            idx = torch.as_tensor(batch["indices"], device=device)
+            return weight * info_nce(emb, start[idx], CONSISTENCY_TEMPERATURE)
+
+        return term
 
     @torch.no_grad()
     def _represent_train(self, images: ImageSet, inputs: Any) -> np.ndarray:

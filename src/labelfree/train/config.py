@@ -29,6 +29,10 @@ class Training(OptionGroup):
             gives). On a large collection an epoch of one tuple per anchor is long; a capped
             epoch keeps the first ``steps`` of the epoch's shuffled batches, so it is a prefix of
             the uncapped one (the distillation's epochs are never capped).
+        consistency: weight of a term that keeps the embedding of an (augmented) training image
+            able to pick out its own *start* embedding among the batch's (InfoNCE, temperature
+            0.1, against the network's embedding before fine-tuning): fine-tuning then cannot
+            forget what the start knew about images unlike the training classes. 0 turns it off.
     """
 
     epochs: int = 10
@@ -39,6 +43,7 @@ class Training(OptionGroup):
     optimizer: str = "adam"
     lr_step: int = 0
     steps: int = 0
+    consistency: float = 0.0
 
     option_ranges = {
         "epochs": NON_NEGATIVE,
@@ -48,6 +53,7 @@ class Training(OptionGroup):
         "weight_decay": NON_NEGATIVE,
         "lr_step": NON_NEGATIVE,
         "steps": NON_NEGATIVE,
+        "consistency": NON_NEGATIVE,
     }
     option_choices = {"optimizer": ("adam", "sgd")}
 

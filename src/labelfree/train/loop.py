@@ -119,6 +119,7 @@ def train(
     extra: nn.Module | None = None,
     on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
     structure_stats: Callable[[Structure], dict[str, float]] | None = None,
+    regularizer: Callable[[torch.Tensor, dict[str, Any]], torch.Tensor] | None = None,
 ) -> list[dict[str, Any]]:
     """Train ``net`` (and the stage's ``extra`` module, e.g. a projector) in place.
 
@@ -137,6 +138,8 @@ def train(
         on_epoch_end: called with each epoch's log record after its checkpoint is written.
         structure_stats: diagnostics of a structure (e.g. true-positive rate of the mined pairs,
             when evaluation labels exist); logged with the round.
+        regularizer: ``regularizer(emb, batch)`` added to every batch's loss (e.g. the
+            consistency with the start, :class:`~labelfree.train.config.Training`).
 
     Returns the per-epoch log records (also appended to ``run_dir/log.jsonl``).
     """
@@ -216,6 +219,8 @@ def train(
                 with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
                     emb = model(x)
                     loss = stage.batch_loss(emb.float(), batch, structure)
+                    if regularizer is not None:
+                        loss = loss + regularizer(emb.float(), batch)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"{stage.name}: loss became {loss.item()} at round {r} epoch {e}; "
