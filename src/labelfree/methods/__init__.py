@@ -5,6 +5,7 @@ from __future__ import annotations
 from labelfree.methods.base import Method, read_model_file
 from labelfree.methods.cliquecnn import CliqueCNN
 from labelfree.methods.dense import EVC, Dense, DenseSym
+from labelfree.methods.diffusion import Diffusion
 from labelfree.methods.frames import FrameMethod
 from labelfree.methods.fse import FSE
 from labelfree.methods.hadsell import Hadsell
@@ -34,6 +35,7 @@ __all__ = [
     "DenseSym",
     "EVC",
     "Hadsell",
+    "Diffusion",
     "MoM",
     "CliqueCNN",
     "Posets",
