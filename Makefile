@@ -57,8 +57,12 @@ bench: bench-eval bench-quality bench-mining bench-mom bench-roul bench-frames b
 bench-eval: $(STAMP)
 	$(PY) benchmarks/bench_eval.py
 
+# The default method and its contenders with their own defaults (+ the consistency ablation and
+# diffusion re-ranking), distilled start, 3 seeds, mnist5k at 500 and 50 per class and digits;
+# then the Hadsell baseline from all three starts. About 40 min per dataset on 2 idle cores.
 bench-quality: $(STAMP)
-	$(PY) benchmarks/bench_quality.py
+	$(PY) benchmarks/bench_quality.py --rows defaults --starts distill --rerank --out bench-out/quality-defaults.json
+	$(PY) benchmarks/bench_quality.py --rows baselines
 
 # MoM Table 1 ablation (seed 002): 3 datasets x 3 starts x 6 rows x 3 seeds, with diffusion rows;
 # about 2 h on 2 idle cores (the scratch rows dominate).

@@ -39,6 +39,18 @@ DATASETS = {
 METRICS = ("MAP@R", "R@1", "NMI")
 # (row label, method, options)
 BASELINE_ROWS: list[tuple[str, str, dict[str, Any]]] = [("hadsell", "hadsell", {})]
+# --rows defaults: the default method and its contenders, each with its own defaults, and the
+# start-consistency term (Training.consistency) as an ablation row of each.
+DEFAULT_ROWS: list[tuple[str, str, dict[str, Any]]] = [
+    ("hadsell", "hadsell", {}),
+    ("hadsell + consistency 1", "hadsell", {"consistency": 1.0}),
+    ("mom (default method)", "mom", {}),
+    ("mom + consistency 1", "mom", {"consistency": 1.0}),
+    ("diffusion", "diffusion", {}),
+    ("diffusion + consistency 1", "diffusion", {"consistency": 1.0}),
+]
+ROW_SETS = {"baselines": BASELINE_ROWS, "defaults": DEFAULT_ROWS}
+DEFAULT_EPOCHS = "each method's default"
 
 
 def mean_std(values: list[float]) -> str:
@@ -65,7 +77,7 @@ def recorder() -> tuple[dict[str, dict[str, list[float]]], Callable[[str, dict[s
 def fit_and_score(
     method: str,
     start: str,
-    epochs: int,
+    epochs: int | None,
     seed: int,
     options: dict[str, Any],
     train: Any,
@@ -74,7 +86,9 @@ def fit_and_score(
     """Fit one row's method on ``train`` and score its embedding of the held-out ``test``:
     METRICS, the fit time and the structure's TP / TN rates (NaN where it logs none)."""
     t0 = time.perf_counter()
-    m = get_method(method, start=start, epochs=epochs, seed=seed, progress=False, **options)
+    if epochs is not None:  # None: the method's own default
+        options = {"epochs": epochs, **options}
+    m = get_method(method, start=start, seed=seed, progress=False, **options)
     m.fit(train)
     fit_s = time.perf_counter() - t0
     z = m.embed(test)
@@ -108,7 +122,7 @@ def record_start_only(record: Any, start: str, seeds: list[int], train: Any, tes
 def run_dataset(
     name: str,
     seeds: list[int],
-    epochs: int,
+    epochs: int | None,
     starts: list[str],
     rows: list[tuple[str, str, dict[str, Any]]] = BASELINE_ROWS,
     rerank: bool = False,
@@ -156,7 +170,7 @@ def run_dataset(
     title = (
         f"{name}: train {train.name} ({len(train)} images, labels unused) -> held-out "
         f"{test.name} ({len(test)} images, {len(test) // n_cls} per class); "
-        f"{len(seeds)} seeds, {epochs} epochs"
+        f"{len(seeds)} seeds, {epochs or DEFAULT_EPOCHS} epochs"
     )
     cols = ["representation", *METRICS, ratio_col, "TP", "TN", "fit s"]
     if rerank:
@@ -169,7 +183,10 @@ def main(rows: list[tuple[str, str, dict[str, Any]]] = BASELINE_ROWS, doc: str =
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--datasets", default="mnist5k,mnist5k-50,digits")
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument(
+        "--epochs", type=int, default=None, help="fine-tuning epochs (default: each method's)"
+    )
+    ap.add_argument("--rows", choices=sorted(ROW_SETS), default=None, help="learned rows")
     ap.add_argument("--starts", default="scratch,distill,feature-head")
     ap.add_argument("--rerank", action="store_true", help="add diffusion re-ranked rows")
     ap.add_argument("--out", default="bench-out/quality.json")
@@ -178,7 +195,10 @@ def main(rows: list[tuple[str, str, dict[str, Any]]] = BASELINE_ROWS, doc: str =
     all_rows = []
     t0 = time.perf_counter()
     for name in args.datasets.split(","):
-        all_rows += run_dataset(name, seeds, args.epochs, args.starts.split(","), rows, args.rerank)
+        chosen = ROW_SETS[args.rows] if args.rows else rows
+        all_rows += run_dataset(
+            name, seeds, args.epochs, args.starts.split(","), chosen, args.rerank
+        )
     print(f"total {time.perf_counter() - t0:.0f} s, peak RSS {peak_rss_mib():.0f} MiB")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(all_rows, indent=1))

@@ -20,7 +20,17 @@ from PIL import Image
 
 from conftest import make_shape_folder
 
-FAST = ["--start", "feature-head", "--features", "hog", "--epochs", "1", "--no-progress"]
+FAST = [
+    "--method",
+    "hadsell",
+    "--start",
+    "feature-head",
+    "--features",
+    "hog",
+    "--epochs",
+    "1",
+    "--no-progress",
+]
 
 
 def _run(args: list[str], capsys) -> tuple[int, str, str]:

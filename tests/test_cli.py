@@ -10,7 +10,17 @@ from PIL import Image
 
 from conftest import run_cli
 
-FAST = ["--start", "feature-head", "--features", "hog", "--epochs", "2", "--no-progress"]
+FAST = [
+    "--method",
+    "hadsell",
+    "--start",
+    "feature-head",
+    "--features",
+    "hog",
+    "--epochs",
+    "2",
+    "--no-progress",
+]
 
 
 @pytest.mark.slow
@@ -128,6 +138,17 @@ def test_model_of_another_method_is_refused(tmp_path):
     torch.save({"format": MODEL_FORMAT, "method": "mom"}, tmp_path / "m.pt")
     with pytest.raises(DataError, match="written by method 'mom', not 'hadsell'"):
         Hadsell.load(tmp_path / "m.pt")
+
+
+def test_fit_without_method_trains_the_default_method(tmp_path, monkeypatch):
+    import labelfree.pipeline as pipeline
+    from labelfree.methods.registry import DEFAULT_METHOD
+
+    seen = {}
+    monkeypatch.setattr(pipeline, "fit_run", lambda method, *a, **kw: seen.update(m=method) or {})
+    args = ["fit", "--data", "digits:train", "--out", tmp_path / "r", "--epochs", "1"]
+    assert run_cli(args, monkeypatch) == 0
+    assert seen["m"].name == DEFAULT_METHOD == "mom"
 
 
 def test_recipe_sets_method_and_options_and_command_line_overrides(tmp_path, monkeypatch):

@@ -69,6 +69,7 @@ def _fit_args(folders, out: Path) -> list:
     train_dir, eval_dir = folders
     return [
         "fit", "--data", train_dir, "--eval", eval_dir, "--out", out, "--image-size", "16",
+        "--method", "hadsell",
         "--start", "distill", "-o", "distill_epochs=2", "--epochs", "2", "--rounds", "2",
         "--batch-size", "16", "--seed", "3", "--device", "cpu", "--no-progress",
     ]  # fmt: skip
@@ -173,7 +174,7 @@ def _default_sigint() -> None:
 def test_ctrl_c_during_training_exits_cleanly_with_resume_hint(folders, tmp_path):
     run = tmp_path / "run"
     args = [
-        "fit", "--data", folders[0], "--out", run, "--image-size", "16",
+        "fit", "--data", folders[0], "--out", run, "--image-size", "16", "--method", "hadsell",
         "--start", "feature-head", "--features", "pixels", "--epochs", "5000",
         "--batch-size", "16", "--device", "cpu", "--no-progress",
     ]  # fmt: skip

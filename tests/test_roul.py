@@ -289,7 +289,8 @@ def test_fit_save_load_keeps_order_net_and_cli_rerank(shape_folders, tmp_path, m
 
     # a model without an order network gets a clear error
     had = tmp_path / "had"
-    assert run_cli(["fit", "--data", train_dir, "--out", had, *fast], monkeypatch) == 0
+    args = ["fit", "--data", train_dir, "--out", had, "--method", "hadsell", *fast]
+    assert run_cli(args, monkeypatch) == 0
     capsys.readouterr()
     code = run_cli(
         ["evaluate", "--model", had, "--data", eval_dir, "--rerank", "roul"], monkeypatch
