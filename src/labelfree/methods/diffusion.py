@@ -102,8 +102,10 @@ def diffusion_targets(
 
 @register_method
 class Diffusion(Method):
-    """Diffusion embedding: soft contrastive learning of the training graph's manifold
-    similarities (beyond seed 002; see the module docstring)."""
+    """The embedding learns the training graph's manifold similarities (beyond seed 002).
+
+    Soft contrastive learning toward each item's diffusion neighbours; see the module docstring.
+    """
 
     name = "diffusion"
     option_ranges = {

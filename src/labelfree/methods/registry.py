@@ -11,8 +11,9 @@ from labelfree.data.imageset import DataError
 _METHODS: dict[str, type] = {}
 
 #: What ``labelfree fit`` trains when no --method is given, and what the demo shows: the method
-#: with the best held-out quality measured here (benchmarks/bench_quality.py, mnist5k digits 5-9,
-#: 3 seeds: MoM 0.635 MAP@R against Hadsell 0.540 and HOG-LDA g(x) 0.562).
+#: with the best held-out quality measured here (``bench_quality.py --rows defaults``, mnist5k
+#: digits 5-9, 3 seeds: MoM 0.632 ± 0.015 MAP@R, diffusion 0.583, Hadsell 0.534, HOG-LDA g(x)
+#: 0.562).
 DEFAULT_METHOD = "mom"
 
 M = TypeVar("M", bound=type)
