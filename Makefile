@@ -16,7 +16,7 @@ PIP_TOOLS = pip-tools==7.7.0
 LOCK_FLAGS = --extra=dev --generate-hashes --allow-unsafe --strip-extras \
 	--no-emit-index-url --no-emit-find-links --quiet
 
-.PHONY: setup demo test lint lock lock-upgrade bench bench-quality bench-eval bench-mining bench-mom bench-roul bench-frames bench-surrogate bench-sequences bench-augment bench-search bench-stream gpu-check clean
+.PHONY: setup demo test lint lock lock-upgrade bench bench-quality bench-eval bench-mining bench-mom bench-roul bench-frames bench-surrogate bench-sequences bench-augment bench-search bench-stream bench-selection gpu-check clean
 
 $(STAMP): $(LOCK) pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,7 +52,7 @@ lock-upgrade: $(VENV)-tools/bin/pip-compile
 
 # make bench: every benchmark, several hours on 2 cores (the 3-seed quality ablations dominate);
 # each target below also runs on its own.
-bench: bench-eval bench-quality bench-mining bench-mom bench-roul bench-frames bench-surrogate bench-sequences bench-augment bench-search bench-stream
+bench: bench-eval bench-quality bench-mining bench-mom bench-roul bench-frames bench-surrogate bench-sequences bench-augment bench-search bench-stream bench-selection
 
 bench-eval: $(STAMP)
 	$(PY) benchmarks/bench_eval.py
@@ -106,6 +106,11 @@ bench-stream: $(STAMP)
 # Search index build / query time and recall@k of hnsw and ivf against the exact flat index.
 bench-search: $(STAMP)
 	$(PY) benchmarks/bench_search.py
+
+# Per-epoch held-out MAP@R beside label-free selection criteria, and the label-target ceiling
+# (about 6 min on 2 idle cores).
+bench-selection: $(STAMP)
+	$(PY) benchmarks/bench_selection.py --methods mom,hadsell --epochs 6 --oracle
 
 bench-mining: $(STAMP)
 	$(PY) benchmarks/bench_mining.py --sizes 10000 100000
