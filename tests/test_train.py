@@ -219,3 +219,16 @@ def test_steps_caps_every_epoch_and_a_loose_cap_changes_nothing():
     # a cap at or above the epoch's length keeps every batch, drawn exactly as before
     loose = get_method("hadsell", **opts, steps=n_batches).fit(data)
     _assert_same_state(_state(full), _state(loose))
+
+
+def test_default_distillation_is_about_300_steps_and_at_most_30_epochs():
+    from labelfree.methods.encoder import Encoder
+
+    enc = Encoder()
+    # ceil(2500/256) = 10 steps an epoch: the measured 30 epochs, unchanged
+    assert enc.resolved_distill_epochs(2500, 256) == 30
+    assert enc.resolved_distill_epochs(250, 256) == 30  # 1 step an epoch: capped at 30
+    assert enc.resolved_distill_epochs(4320, 256) == 18  # 17 steps an epoch
+    assert enc.resolved_distill_epochs(60000, 256) == 2  # 235 steps an epoch
+    assert enc.resolved_distill_epochs(10**7, 256) == 1
+    assert Encoder(distill_epochs=7).resolved_distill_epochs(60000, 256) == 7

@@ -149,6 +149,7 @@ class Method(KeywordOptions):
         self.net_, inputs = enc.build(images, g, device, runtime.workers)
         represent = lambda: self._represent_train(images, inputs)  # noqa: E731
         if enc.start == "distill":
+            distill_batch = max(training.batch_size, 64) * 2
             self.history_ += enc.distill(
                 self.net_,
                 images,
@@ -159,7 +160,7 @@ class Method(KeywordOptions):
                 TrainConfig.from_parts(
                     training,
                     runtime,
-                    epochs=enc.distill_epochs,
+                    epochs=enc.resolved_distill_epochs(len(images), distill_batch),
                     rounds=1,
                     lr=enc.distill_lr,
                     optimizer="adam",
@@ -167,7 +168,7 @@ class Method(KeywordOptions):
                     steps=0,
                     desc="distill",
                 ),
-                batch_size=max(training.batch_size, 64) * 2,
+                batch_size=distill_batch,
                 extractor=self.extractor_,
                 run_dir=run_dir,
                 resume=resume,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,9 @@ from labelfree.utils import atomic_torch_save
 Inputs = Callable[[np.ndarray, bool], torch.Tensor]
 
 STARTS = ("scratch", "distill", "feature-head")
+#: Optimiser steps of the default distillation, and its most epochs (see ``distill_epochs``).
+DISTILL_STEPS = 300
+MAX_DISTILL_EPOCHS = 30
 FEATURES = ("pixels", "hog", "hog-lda", "backbone")
 
 
@@ -70,7 +74,11 @@ class Encoder(OptionGroup):
             augmentation invariance the largest single gain once pairs are clean.
         flip: horizontal flips in augmentation; default: what the data allows (off for digits,
             whose identity a flip can change).
-        distill_epochs: epochs of the distillation that gives the ``distill`` start.
+        distill_epochs: epochs of the distillation that gives the ``distill`` start. Default
+            (None): about :data:`DISTILL_STEPS` optimiser steps — the measured 30 epochs of
+            2,500 images at 256 per step — and at most 30 epochs (:meth:`resolved_distill_epochs`).
+            So collections up to ~2,560 images distill for 30 epochs as before, and a larger one
+            for fewer (4,320 images: 18; 60,000: 2) instead of 30 passes over all of it.
         distill_lr: its learning rate. Defaults 30 epochs at 3e-3, measured on mnist5k (HOG-LDA
             teacher, MAP@R on held-out 5-9, seed 0): 15 ep at 1e-3 0.468, 15 at 3e-3 0.534, 15
             at 1e-2 0.486, 40 at 1e-3 0.532, 30 at 3e-3 0.563 (HOG-LDA itself 0.562); 30 epochs
@@ -87,7 +95,7 @@ class Encoder(OptionGroup):
     hidden: int = 512
     augment: float = 1.0
     flip: bool | None = None
-    distill_epochs: int = 30
+    distill_epochs: int | None = None
     distill_lr: float = 3e-3
     cache: bool = True
 
@@ -111,6 +119,14 @@ class Encoder(OptionGroup):
                 "backbone", backbone=self.backbone, pooling=self.pooling, seed=seed
             )
         return get_extractor(self.features)
+
+    def resolved_distill_epochs(self, n_items: int, batch_size: int) -> int:
+        """``distill_epochs``, or by default the epochs that make about :data:`DISTILL_STEPS`
+        steps of ``batch_size`` over ``n_items`` (between 1 and :data:`MAX_DISTILL_EPOCHS`)."""
+        if self.distill_epochs is not None:
+            return self.distill_epochs
+        per_epoch = max(1, math.ceil(n_items / batch_size))
+        return max(1, min(MAX_DISTILL_EPOCHS, math.ceil(DISTILL_STEPS / per_epoch)))
 
     def default_lr(self) -> float:
         """Fine-tuning learning rate when the option is unset: 3e-4 after distillation, 1e-3
@@ -224,7 +240,7 @@ class Encoder(OptionGroup):
             "pooling": self.pooling,
             "augment": self.augment,
             "flip": flip,
-            "epochs": self.distill_epochs,
+            "epochs": config.epochs,
             "lr": self.distill_lr,
             "weight_decay": config.weight_decay,
             "batch_size": batch_size,
