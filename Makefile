@@ -110,7 +110,7 @@ bench-search: $(STAMP)
 # Per-epoch held-out MAP@R beside label-free selection criteria, and the label-target ceiling
 # (about 6 min on 2 idle cores).
 bench-selection: $(STAMP)
-	$(PY) benchmarks/bench_selection.py --methods mom,hadsell --epochs 6 --oracle
+	$(PY) benchmarks/bench_selection.py --methods mom,hadsell,diffusion --epochs 6 --oracle
 
 bench-mining: $(STAMP)
 	$(PY) benchmarks/bench_mining.py --sizes 10000 100000

@@ -13,7 +13,7 @@ images only (the candidates for model selection, issue 13):
 ``--oracle`` adds the ceiling of this protocol: the ``diffusion`` method with the true labels of
 the training digits as its targets (supervised contrastive learning on the seen classes).
 
-    python benchmarks/bench_selection.py [--methods mom,hadsell] [--seeds 0] [--epochs 6] [--oracle]
+    python benchmarks/bench_selection.py [--methods mom,hadsell,diffusion] [--seeds 0] [--epochs 6] [--oracle]
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def curve(method, label: str, seed: int, epochs: int, train, test, rows: list) -
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--methods", default="mom,hadsell")
+    ap.add_argument("--methods", default="mom,hadsell,diffusion")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--oracle", action="store_true", help="add the label-target ceiling")

@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 import numpy as np
+from PIL import Image
 
 from .decode import decode_image, resize_square
 from .imageset import DataError, ImageSet, check_pixel_memory
@@ -64,8 +65,6 @@ def native_side(paths: Sequence[str], cap: int, sample: int = 256) -> int:
     compute per doubling); large ones are reduced to ``cap``. The median, not the minimum, so
     that a few odd small files do not shrink everything. Unreadable files are left to the
     decoder (and ``on_error``); with none readable the side is ``cap``."""
-    from PIL import Image
-
     step = max(1, len(paths) // sample)
     sides = []
     for p in list(paths)[::step][:sample]:

@@ -49,7 +49,8 @@ from labelfree.train.config import Runtime, Training
 from labelfree.train.loop import EpochContext, Structure
 
 #: MoM's fine-tuning defaults: 5 epochs, not the shared 10. Measured on mnist5k (distilled
-#: start, held-out digits 5-9, MAP@R after each epoch, seeds 0/1/2): 0.650 / 0.634 / 0.613 after
+#: start, held-out digits 5-9, MAP@R after each epoch, seeds 0/1/2;
+#: ``bench_selection.py --methods mom --seeds 0,1,2 --epochs 10``): 0.650 / 0.634 / 0.613 after
 #: epoch 5, 0.636 / 0.609 / 0.602 after epoch 10 — past about 5 epochs the network specialises to
 #: the training classes (their MAP@R keeps rising to 0.95) and the unseen ones lose. 3 seeds at 5
 #: epochs (``bench_quality.py --rows defaults``): 0.632 ± 0.015. The paper's CUB schedule stays
