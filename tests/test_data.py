@@ -782,3 +782,35 @@ def test_load_data_benchmarks_roots(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert ds.image_size == (64, 64) and len(ds) == 2
     with pytest.raises(DataError, match="Cars196: .*cars_annos.mat"):
         load_data("cars196:train")
+
+
+def test_mnist_numbers_classes_and_digit_images_are_disjoint_between_splits():
+    from labelfree.data.bundled import _mnist5k_arrays
+    from labelfree.data.numbers import DIGIT, PER_CLASS, _small_digits, mnist_numbers
+
+    train, test = mnist_numbers("train"), mnist_numbers("test")
+    assert len(train.class_names) == 50 and len(test.class_names) == 50
+    assert not set(train.class_names) & set(test.class_names)
+    assert len(train) == len(test) == 50 * PER_CLASS
+    assert np.bincount(train.labels).tolist() == [PER_CLASS] * 50
+    src_tr, src_te = train.meta["sources"], test.meta["sources"]
+    assert not set(src_tr.ravel()) & set(src_te.ravel())  # no written digit in both splits
+    _, digit = _mnist5k_arrays()
+    small = _small_digits()
+    for s in (train, test):
+        for i in range(0, len(s), 97):
+            number = s.class_names[s.labels[i]]
+            left, right = s.meta["sources"][i]
+            assert (str(digit[left]), str(digit[right])) == (number[0], number[1])
+            img = s.images[i, :, :, 0]
+            # the right half holds exactly the right digit's pixels, at some vertical offset
+            half = img[:, DIGIT : 2 * DIGIT]
+            rows = [
+                t
+                for t in range(img.shape[0] - DIGIT + 1)
+                if np.array_equal(half[t : t + DIGIT], small[right])
+            ]
+            assert rows
+    both = mnist_numbers("all")
+    assert np.array_equal(both.images[: len(train)], train.images)
+    assert len(both.class_names) == 100

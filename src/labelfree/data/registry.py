@@ -5,6 +5,9 @@ Spec forms:
 * ``"mnist5k"``, ``"mnist5k:train"``, ``"mnist5k:test"``, ``"mnist5k:all"`` — bundled
   (:mod:`labelfree.data.bundled`); no split means ``all``.
 * ``"digits[:train|test|all]"`` — likewise.
+* ``"mnist-numbers[:train|test|all]"`` — the many-class set: two-digit numbers written with
+  MNIST-5k digits, 50 train and 50 disjoint unseen test classes, 50 images each, 40 px
+  (:mod:`labelfree.data.numbers`).
 * ``"synthetic-poses[:train|test|all]"`` — generated frame sequences of an articulated figure
   with pose ground truth and ``meta["video"]`` / ``meta["frame"]``
   (:mod:`labelfree.data.sequences`; 48 px unless ``image_size``); train and test hold
@@ -36,7 +39,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from . import benchmarks, bundled, landmark_sets, sequences, synthetic
+from . import benchmarks, bundled, landmark_sets, numbers, sequences, synthetic
 from .folder import check_on_error, load_folder, load_list
 from .imageset import DataError, ImageSet
 
@@ -52,6 +55,7 @@ DEFAULT_FOLDER_SIZE = 64
 _BUNDLED: dict[str, Callable[..., ImageSet]] = {
     "mnist5k": bundled.mnist5k,
     "digits": bundled.digits,
+    "mnist-numbers": numbers.mnist_numbers,
     "synthetic-poses": sequences.synthetic_poses,
 }
 _BENCHMARK_LOADERS: dict[str, Callable[..., ImageSet]] = {
@@ -121,7 +125,7 @@ def load_data(
     Args:
         spec: dataset name with optional split, or a folder / list file path.
         image_size: output side. ``None`` means each source's default: native 28 px for
-            mnist5k, 32 px for digits; for folders and list files the images' own (median)
+            mnist5k, 32 px for digits, 40 px for mnist-numbers; for folders and list files the images' own (median)
             size, at most 64 px (never upsized); 64 px for benchmarks.
         on_error: ``"fail"`` or ``"skip"`` unreadable files (file-based sources).
         root: benchmark data root (overrides ``LABELFREE_DATA_ROOT``).

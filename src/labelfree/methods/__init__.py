@@ -6,6 +6,7 @@ from labelfree.methods.base import Method, read_model_file
 from labelfree.methods.cliquecnn import CliqueCNN
 from labelfree.methods.dense import EVC, Dense, DenseSym
 from labelfree.methods.diffusion import Diffusion
+from labelfree.methods.dnc import DivideConquer
 from labelfree.methods.frames import FrameMethod
 from labelfree.methods.fse import FSE
 from labelfree.methods.hadsell import Hadsell
@@ -36,6 +37,7 @@ __all__ = [
     "EVC",
     "Hadsell",
     "Diffusion",
+    "DivideConquer",
     "MoM",
     "CliqueCNN",
     "Posets",

@@ -111,6 +111,10 @@ class Method(KeywordOptions):
         """Diagnostics of a structure against evaluation labels (never used for training)."""
         return {}
 
+    def prepare_net(self, net: nn.Module) -> None:
+        """Adjust the started network (after distillation) before fine-tuning; default nothing.
+        Divide & Conquer turns the output normalisation off, to normalise each slice alone."""
+
     def extra_module(self) -> nn.Module | None:
         """A second module trained alongside the network (e.g. ROUL's order network), or None.
 
@@ -181,6 +185,7 @@ class Method(KeywordOptions):
             def stats(structure: Structure) -> dict[str, float]:
                 return self.structure_stats(structure, labels)
 
+        self.prepare_net(self.net_)
         self.history_ += train(
             self.net_,
             self,
@@ -204,11 +209,12 @@ class Method(KeywordOptions):
         weight = self.training.consistency
         if weight == 0:
             return None
-        start = torch.from_numpy(represent()).to(device)
+        start = nn.functional.normalize(torch.from_numpy(represent()).to(device), dim=1)
 
         def term(emb: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
             idx = torch.as_tensor(batch["indices"], device=device)
-            return weight * info_nce(emb, start[idx], CONSISTENCY_TEMPERATURE)
+            z = nn.functional.normalize(emb, dim=1)  # a no-op but for nets with raw outputs
+            return weight * info_nce(z, start[idx], CONSISTENCY_TEMPERATURE)
 
         return term
 

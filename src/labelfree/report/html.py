@@ -144,7 +144,7 @@ def write_report(run_dir: str | Path) -> Path:
     structure_html = ""
     for r in records:
         stats = {k[10:]: v for k, v in r.items() if k.startswith("structure/")}
-        if set(stats) - {"structure_seconds"}:
+        if set(stats) - {"structure_seconds", "embed_seconds"}:
             shown = ", ".join(f"{k} = {v:.3f}" for k, v in stats.items() if isinstance(v, float))
             structure_html += f"<li>{html.escape(r['stage'])} round {r['round']}: {shown}</li>"
     imgs = "".join(

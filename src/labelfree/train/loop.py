@@ -45,10 +45,13 @@ class EpochContext:
         self.round, self.epoch = round_idx, epoch
         self._represent = represent
         self._embedding: np.ndarray | None = None
+        self.embed_seconds = 0.0  # what computing the embedding took (0 until asked)
 
     def embedding(self) -> np.ndarray:
         if self._embedding is None:
+            t0 = time.perf_counter()
             self._embedding = self._represent()
+            self.embed_seconds = time.perf_counter() - t0
         return self._embedding
 
 
@@ -188,6 +191,7 @@ def train(
             kill_point_for_tests(f"{stage.name}:structure")
             stats = structure_stats(structure) if structure_stats else {}
             stats["structure_seconds"] = time.perf_counter() - t0
+            stats["embed_seconds"] = ctx.embed_seconds
             structure.stats = stats
         for e in range(start_epoch, cfg.epochs):
             g_epoch = r * cfg.epochs + e

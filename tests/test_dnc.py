@@ -1,0 +1,148 @@
+"""Divide & Conquer: slices normalised on their own, a cluster's batch training only its slice
+and the backbone, learner identity kept by the Hungarian matching, class-balanced batches."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from pytorch_metric_learning.losses import MarginLoss
+
+from labelfree.data.bundled import digits
+from labelfree.data.imageset import DataError
+from labelfree.methods import get_method
+from labelfree.methods.dnc import DnCStructure, slice_loss
+from labelfree.structure.partition import class_batches, match_clusters, overlap
+
+TINY = dict(start="feature-head", features="pixels", epochs=1, batch_size=8, progress=False)
+
+
+def _structure(n: int = 8, k: int = 4, split: bool = True) -> DnCStructure:
+    return DnCStructure(learner=np.zeros(n, np.int64), targets=np.arange(n) // 2, split=split, k=k)
+
+
+def test_each_slice_is_normalised_on_its_own():
+    m = get_method("dnc", learners=4, dim=8, sampler="all")
+    g = torch.Generator().manual_seed(0)
+    raw = torch.randn(8, 8, generator=g)
+    batch = {"indices": np.arange(8), "learner": 1}
+    base = m.batch_loss(raw, batch, _structure())
+    scaled = raw.clone()
+    scaled[:, 2:4] *= torch.linspace(0.5, 3.0, 8)[:, None]  # each row's slice rescaled
+    scaled[:, 4:] = torch.randn(8, 4, generator=g)  # other slices changed entirely
+    assert m.batch_loss(scaled, batch, _structure()).item() == pytest.approx(base.item(), rel=1e-6)
+
+
+def test_a_clusters_batch_updates_only_its_slice_and_the_backbone():
+    m = get_method("dnc", learners=4, dim=8, sampler="all")
+    torch.manual_seed(0)
+    backbone, head = torch.nn.Linear(5, 6), torch.nn.Linear(6, 8)
+    x = torch.randn(8, 5)
+    loss = m.batch_loss(
+        head(torch.relu(backbone(x))), {"indices": np.arange(8), "learner": 2}, _structure()
+    )
+    assert loss.item() > 0
+    loss.backward()
+    rows = torch.zeros(8, dtype=torch.bool)
+    rows[4:6] = True  # learner 2 of 4 owns columns 4..5 of the 8-d embedding
+    assert torch.count_nonzero(head.weight.grad[~rows]) == 0  # exactly, not approximately
+    assert torch.count_nonzero(head.bias.grad[~rows]) == 0
+    assert torch.count_nonzero(head.weight.grad[rows]) > 0
+    assert torch.count_nonzero(backbone.weight.grad) > 0
+
+
+def test_unsplit_and_final_batches_train_the_full_embedding():
+    m = get_method("dnc", learners=4, dim=8, sampler="all")
+    torch.manual_seed(1)
+    head = torch.nn.Linear(6, 8)
+    loss = m.batch_loss(
+        head(torch.randn(8, 6)), {"indices": np.arange(8), "learner": 3}, _structure(split=False)
+    )
+    loss.backward()
+    assert (head.weight.grad.abs().sum(dim=1) > 0).all()
+
+
+def test_margin_slice_loss_is_pml_margin_loss_on_the_normalised_slice():
+    g = torch.Generator().manual_seed(2)
+    z = torch.nn.functional.normalize(torch.randn(10, 4, generator=g), dim=1)
+    labels = torch.tensor([0, 0, 1, 1, 1, 2, 2, 3, 3, 3])
+    ours = slice_loss(z, labels, "margin", 0.2, 1.2, "all")
+    theirs = MarginLoss(margin=0.2, nu=0.0, beta=1.2)(z, labels)
+    assert ours.item() == pytest.approx(theirs.item(), rel=1e-6)
+
+
+def test_margin_loss_by_hand_on_three_points():
+    # one triplet each way: a=(1,0), p=(0.6,0.8) (d=0.894), n=(-1,0) (d=2); beta 1.2, margin 0.2
+    z = torch.tensor([[1.0, 0.0], [0.6, 0.8], [-1.0, 0.0]])
+    labels = torch.tensor([0, 0, 1])
+    d_ap = float(np.hypot(0.4, 0.8))
+    d_pn = float(np.hypot(1.6, 0.8))
+    # triplets (a,p,n) and (p,a,n): positive terms relu(d_ap - 1.2 + 0.2) = 0, negative terms
+    # relu(1.2 - d_an + 0.2) = 0 for d=2, and relu(1.4 - 1.789) = 0: all zero ...
+    assert slice_loss(z, labels, "margin", 0.2, 1.2, "all").item() == 0.0
+    # ... until the margin grows: margin 0.5 makes both positive terms d_ap - 0.7 > 0
+    want_pos = 2 * max(0.0, d_ap - 1.2 + 0.5)
+    want_neg = max(0.0, 1.2 - 2.0 + 0.5) + max(0.0, 1.2 - d_pn + 0.5)
+    got = slice_loss(z, labels, "margin", 0.5, 1.2, "all").item()
+    # pytorch-metric-learning averages the summed terms over the triplets with a non-zero one
+    n_active = 2
+    assert got == pytest.approx((want_pos + want_neg) / n_active, rel=1e-5)
+
+
+def test_hungarian_matching_keeps_learner_identity_under_relabelling():
+    rng = np.random.default_rng(0)
+    previous = rng.integers(0, 4, 200)
+    noisy = np.where(rng.random(200) < 0.2, rng.integers(0, 4, 200), previous)
+    want = match_clusters(previous, noisy, 4)
+    for perm in itertools.permutations(range(4)):
+        assert np.array_equal(match_clusters(previous, np.array(perm)[noisy], 4), want)
+    # and it is the relabelling that keeps the most items with their learner (brute force)
+    best = max(
+        itertools.permutations(range(4)),
+        key=lambda p: int(np.sum(np.array(p)[noisy] == previous)),
+    )
+    assert np.array_equal(want, np.array(best)[noisy])
+    assert np.array_equal(match_clusters(None, noisy, 4), noisy)
+
+
+def test_overlap_counts_items_in_both_clusters():
+    a = np.array([0, 0, 1, 2, 2, 2])
+    b = np.array([1, 1, 1, 0, 2, 2])
+    assert overlap(a, b, 3).tolist() == [[0, 2, 0], [0, 1, 0], [1, 0, 2]]
+
+
+def test_class_batches_hold_per_class_items_of_classes_inside_the_cluster():
+    labels = np.array([0, 0, 0, 1, 1, 2, 3, 3, 3, 3])
+    members = np.array([0, 1, 2, 3, 4, 5, 6, 7])  # class 2 has one member: never drawn
+    rng = np.random.default_rng(0)
+    batches = class_batches(members, labels, batch_size=6, per_class=3, rng=rng)
+    assert len(batches) == 2  # ceil(8 / 6)
+    for b in batches:
+        assert set(b) <= set(members) and 5 not in b
+        counts = np.bincount(labels[b], minlength=4)
+        assert sorted(counts[counts > 0].tolist()) == [3, 3]
+    assert class_batches(np.array([5, 6]), labels, 6, 3, rng) == []
+
+
+def test_rounds_recluster_match_and_end_on_the_full_embedding():
+    data = digits("train", image_size=16).per_class(8, seed=0)
+    m = get_method("dnc", learners=2, dim=8, rounds=3, **TINY).fit(data)
+    rounds = [h for h in m.history_ if h["stage"] == "dnc" and h["epoch"] == 0]
+    assert len(rounds) == 3
+    assert 0.0 <= rounds[1]["structure/learner_stability"] <= 1.0
+    assert 0.0 < rounds[0]["structure/pseudo_purity"] <= 1.0
+    z = m.embed(data)
+    np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1.0, rtol=1e-5)
+    assert m.structure(np.zeros((10, 3)), 2).k == 1  # the last round: one group, full dim
+
+
+def test_supervised_targets_need_labels_and_learners_must_divide_dim():
+    data = digits("train", image_size=16).per_class(8, seed=0)
+    unlabeled = data.subset(np.arange(len(data)))
+    unlabeled.labels = None
+    with pytest.raises(DataError, match="targets=labels"):
+        get_method("dnc", targets="labels", **TINY).fit(unlabeled)
+    with pytest.raises(DataError, match="learners=3"):
+        get_method("dnc", learners=3, dim=8, **TINY).fit(data)
