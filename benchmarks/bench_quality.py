@@ -35,6 +35,8 @@ DATASETS = {
     "mnist5k": ("mnist5k:train", "mnist5k:test", None),
     "mnist5k-50": ("mnist5k:train", "mnist5k:test", 50),
     "digits": ("digits:train", "digits:test", None),
+    # the many-class set: 50 seen two-digit numbers, 50 unseen (labelfree.data.numbers)
+    "mnist-numbers": ("mnist-numbers:train", "mnist-numbers:test", None),
 }
 METRICS = ("MAP@R", "R@1", "NMI")
 # (row label, method, options)

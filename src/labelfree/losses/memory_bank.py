@@ -25,3 +25,40 @@ class MemoryBank(nn.Module):
     def update(self, idx: torch.Tensor, emb: torch.Tensor) -> None:
         """Store ``emb`` (the newest views) as the entries of items ``idx``."""
         self.keys[idx] = emb.detach().to(self.keys.dtype)
+
+    @torch.no_grad()
+    def update_momentum(self, idx: torch.Tensor, emb: torch.Tensor, momentum: float) -> None:
+        """Running average, renormalised: ``v_i ← normalize(m·v_i + (1 − m)·f_i)`` (Wu et al.
+        2018, §3.1, m = 0.5)."""
+        mixed = momentum * self.keys[idx] + (1.0 - momentum) * emb.detach().to(self.keys.dtype)
+        self.keys[idx] = torch.nn.functional.normalize(mixed, dim=1)
+
+
+def bank_softmax_loss(
+    emb: torch.Tensor, idx: torch.Tensor, keys: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """Non-parametric softmax (Wu et al. 2018, Eq. 2): every training item is its own class, its
+    memory-bank entry its weight; ``−log softmax(f·Vᵀ/τ)[i]`` averaged over the batch."""
+    return torch.nn.functional.cross_entropy(emb @ keys.t() / temperature, idx)
+
+
+def bank_nce_loss(
+    emb: torch.Tensor,
+    idx: torch.Tensor,
+    keys: torch.Tensor,
+    noise: torch.Tensor,
+    temperature: float,
+    log_z: float,
+) -> torch.Tensor:
+    """Noise-contrastive estimation of the non-parametric softmax (Wu et al. 2018, Eqs. 3-5):
+    ``P(i|f) = exp(f·v_i/τ) / Z`` with ``Z`` a constant (``log_z``), ``h = P / (P + m/N)`` for
+    ``m`` = ``noise.shape[1]`` uniform noise items; loss ``−log h(i) − Σ_noise log(1 − h(j))``,
+    averaged over the batch. ``noise`` (B, m) are bank indices drawn uniformly."""
+    n, m = keys.shape[0], noise.shape[1]
+    log_pn = torch.log(torch.tensor(m / n, dtype=emb.dtype, device=emb.device))
+    log_p_pos = (emb * keys[idx]).sum(dim=1) / temperature - log_z
+    log_p_neg = torch.einsum("bd,bmd->bm", emb, keys[noise]) / temperature - log_z
+    # log h = log P − log(P + m/N); log(1 − h) = log(m/N) − log(P + m/N)
+    pos = log_p_pos - torch.logaddexp(log_p_pos, log_pn)
+    neg = log_pn - torch.logaddexp(log_p_neg, log_pn)
+    return -(pos + neg.sum(dim=1)).mean()

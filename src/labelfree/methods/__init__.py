@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from labelfree.methods.base import Method, read_model_file
 from labelfree.methods.cliquecnn import CliqueCNN
+from labelfree.methods.deepcluster import DeepCluster
 from labelfree.methods.dense import EVC, Dense, DenseSym
 from labelfree.methods.diffusion import Diffusion
 from labelfree.methods.dnc import DivideConquer
 from labelfree.methods.frames import FrameMethod
 from labelfree.methods.fse import FSE
 from labelfree.methods.hadsell import Hadsell
+from labelfree.methods.instdisc import InstanceDiscrimination
 from labelfree.methods.mom import MoM
 from labelfree.methods.posets import Posets
 from labelfree.methods.registry import (
@@ -38,6 +40,8 @@ __all__ = [
     "Hadsell",
     "Diffusion",
     "DivideConquer",
+    "DeepCluster",
+    "InstanceDiscrimination",
     "MoM",
     "CliqueCNN",
     "Posets",

@@ -43,7 +43,12 @@ from labelfree.methods.base import Method
 from labelfree.methods.encoder import Encoder
 from labelfree.methods.registry import register_method
 from labelfree.options import AT_LEAST_1, NON_NEGATIVE, POSITIVE
-from labelfree.structure.partition import class_batches, match_clusters, random_partition
+from labelfree.structure.partition import (
+    class_batches,
+    match_clusters,
+    pseudo_class_count,
+    random_partition,
+)
 from labelfree.train.config import Runtime, Training
 from labelfree.train.loop import EpochContext, Structure
 
@@ -181,7 +186,7 @@ class DivideConquer(Method):
                 raise DataError("option targets=labels needs labelled training data")
             return np.asarray(self._labels, np.int64)
         n = len(g)
-        k = self.n_pseudo or int(np.clip(round(n / 30), 2, 1000))
+        k = self.n_pseudo or pseudo_class_count(n)
         km = kmeans(l2_normalize(g), min(k, n), niter=25, seed=self.runtime.seed)
         return km.assign
 

@@ -16,7 +16,22 @@ import math
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-__all__ = ["class_batches", "match_clusters", "overlap", "random_partition"]
+__all__ = [
+    "class_batches",
+    "cluster_uniform_probabilities",
+    "match_clusters",
+    "overlap",
+    "pseudo_class_count",
+    "random_partition",
+]
+
+
+def pseudo_class_count(n: int) -> int:
+    """Pseudo-classes for ``n`` unlabeled images: ``n / 30`` — the papers' fine-grained regime
+    of ~30-60 images per class (CUB, Cars) — between 2 and 1,000. Over-clustering a coarser
+    collection is the safe side: it splits classes rather than merges them (DeepCluster uses
+    ten times the number of classes)."""
+    return int(np.clip(round(n / 30), 2, 1000))
 
 
 def overlap(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
@@ -45,6 +60,15 @@ def match_clusters(previous: np.ndarray | None, new: np.ndarray, k: int) -> np.n
     rename = np.empty(k, np.int64)
     rename[rows] = cols
     return rename[new]
+
+
+def cluster_uniform_probabilities(assign: np.ndarray) -> np.ndarray:
+    """``(N,)`` sampling probabilities that pick a non-empty cluster uniformly, then an item
+    uniformly inside it (DeepCluster's sampler): item ``i`` gets ``1 / (K·|c(i)|)``."""
+    assign = np.asarray(assign, np.int64)
+    sizes = np.bincount(assign)
+    p = 1.0 / (np.count_nonzero(sizes) * sizes[assign])
+    return p / p.sum()  # exact up to rounding already; renormalised for rng.choice
 
 
 def random_partition(n: int, k: int, rng: np.random.Generator) -> np.ndarray:

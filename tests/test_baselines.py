@@ -1,0 +1,113 @@
+"""The "no structure" and clustering baselines: instance discrimination's memory-bank losses and
+updates, DeepCluster's sampler and re-initialised head."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from pytorch_metric_learning.losses import NTXentLoss
+
+from labelfree.data.bundled import digits
+from labelfree.losses.memory_bank import MemoryBank, bank_nce_loss, bank_softmax_loss
+from labelfree.methods import get_method
+from labelfree.structure.partition import cluster_uniform_probabilities, pseudo_class_count
+
+TINY = dict(start="feature-head", features="pixels", batch_size=8, progress=False)
+
+
+def _unit(rows: list[list[float]]) -> torch.Tensor:
+    return torch.nn.functional.normalize(torch.tensor(rows), dim=1)
+
+
+def test_bank_softmax_by_hand():
+    keys = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    f = torch.tensor([[0.6, 0.8]])
+    # logits 0.6, 0.8, -0.6 at tau 0.5 -> 1.2, 1.6, -1.2; item 0's class
+    want = -(1.2 - math.log(math.exp(1.2) + math.exp(1.6) + math.exp(-1.2)))
+    got = bank_softmax_loss(f, torch.tensor([0]), keys, temperature=0.5)
+    assert got.item() == pytest.approx(want, rel=1e-6)
+
+
+def test_bank_softmax_is_pml_ntxent_against_the_bank():
+    g = torch.Generator().manual_seed(0)
+    keys = torch.nn.functional.normalize(torch.randn(20, 6, generator=g), dim=1)
+    f = torch.nn.functional.normalize(torch.randn(5, 6, generator=g), dim=1)
+    idx = torch.tensor([3, 7, 0, 19, 11])
+    ours = bank_softmax_loss(f, idx, keys, temperature=0.1)
+    theirs = NTXentLoss(temperature=0.1)(f, idx, ref_emb=keys, ref_labels=torch.arange(20))
+    assert ours.item() == pytest.approx(theirs.item(), rel=1e-5)
+
+
+def test_bank_nce_by_hand():
+    keys = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.6, 0.8]])
+    f = torch.tensor([[0.8, 0.6]])
+    noise = torch.tensor([[1, 2]])
+    tau, log_z = 0.5, 1.3
+    pn = 2 / 4  # m / N
+
+    def p(j: int) -> float:
+        return math.exp(float(f[0] @ keys[j]) / tau - log_z)
+
+    want = -(
+        math.log(p(0) / (p(0) + pn))
+        + math.log(1 - p(1) / (p(1) + pn))
+        + math.log(1 - p(2) / (p(2) + pn))
+    )
+    got = bank_nce_loss(f, torch.tensor([0]), keys, noise, tau, log_z)
+    assert got.item() == pytest.approx(want, rel=1e-6)
+
+
+def test_bank_running_average_is_renormalised():
+    bank = MemoryBank(_unit([[1.0, 0.0], [0.0, 1.0]]))
+    bank.update_momentum(torch.tensor([1]), _unit([[1.0, 0.0]]), momentum=0.5)
+    s = 1 / math.sqrt(2)
+    np.testing.assert_allclose(bank.keys.numpy(), [[1.0, 0.0], [s, s]], rtol=1e-6)
+
+
+def test_instdisc_trains_every_image_once_per_epoch_and_moves_the_bank():
+    data = digits("train", image_size=16).per_class(6, seed=0)
+    m = get_method("instdisc", epochs=1, **TINY)
+    s = m.structure(np.eye(len(data), 4, dtype=np.float32), 0)
+    batches = m.batches(s, np.random.default_rng(0))
+    assert sorted(np.concatenate([b["indices"] for b in batches]).tolist()) == list(range(30))
+    emb = torch.nn.functional.normalize(torch.randn(len(batches[0]["indices"]), 4), dim=1)
+    before = s.bank.keys.clone()
+    m.batch_loss(emb, batches[0], s)
+    idx = torch.as_tensor(batches[0]["indices"])
+    want = torch.nn.functional.normalize(0.5 * before[idx] + 0.5 * emb, dim=1)
+    torch.testing.assert_close(s.bank.keys[idx], want)
+    rest = torch.ones(30, dtype=torch.bool)
+    rest[idx] = False
+    assert torch.equal(s.bank.keys[rest], before[rest])
+    nce = get_method("instdisc", objective="nce", nce_k=5, **TINY)
+    b = nce.batches(nce.structure(np.eye(30, 4, dtype=np.float32), 0), np.random.default_rng(0))
+    assert b[0]["noise"].shape == (8, 5)
+
+
+def test_cluster_uniform_probabilities_give_each_cluster_the_same_mass():
+    assign = np.array([0, 0, 0, 0, 1, 2, 2, 4, 4, 4])  # cluster 3 empty
+    p = cluster_uniform_probabilities(assign)
+    mass = np.bincount(assign, weights=p)
+    np.testing.assert_allclose(mass[[0, 1, 2, 4]], 0.25)
+    assert p.sum() == pytest.approx(1.0)
+
+
+def test_pseudo_class_count_rule():
+    assert [pseudo_class_count(n) for n in (10, 300, 2500, 10**6)] == [2, 10, 83, 1000]
+
+
+def test_deepcluster_reinitialises_its_head_each_round_and_drops_it_after_fit():
+    data = digits("train", image_size=16).per_class(10, seed=0)
+    m = get_method("deepcluster", rounds=2, clusters=4, **TINY)
+    m._head = torch.nn.Linear(m.encoder.dim, 4)
+    w0 = m._head.weight.detach().clone()
+    s = m.structure(np.random.default_rng(0).normal(size=(50, 8)).astype(np.float32), 0)
+    assert not torch.equal(w0, m._head.weight) and s.assign.shape == (50,)
+    assert set(np.unique(s.assign)) <= set(range(4))
+    m.fit(data)
+    assert m._head is None and m.extra_module() is None
+    rounds = [h for h in m.history_ if h["stage"] == "deepcluster" and h["epoch"] == 0]
+    assert len(rounds) == 2 and 0 <= rounds[1]["structure/nmi_previous"] <= 1
