@@ -12,7 +12,14 @@ from pytorch_metric_learning.losses import NTXentLoss
 
 from labelfree.data.bundled import digits
 from labelfree.losses.memory_bank import MemoryBank, bank_nce_loss, bank_softmax_loss
+from labelfree.losses.stml import (
+    contextual_similarity,
+    relaxed_contrastive,
+    self_distillation,
+    teacher_similarity,
+)
 from labelfree.methods import get_method
+from labelfree.methods.stml import NeighbourStructure
 from labelfree.structure.partition import cluster_uniform_probabilities, pseudo_class_count
 
 TINY = dict(start="feature-head", features="pixels", batch_size=8, progress=False)
@@ -111,3 +118,120 @@ def test_deepcluster_reinitialises_its_head_each_round_and_drops_it_after_fit():
     assert m._head is None and m.extra_module() is None
     rounds = [h for h in m.history_ if h["stage"] == "deepcluster" and h["epoch"] == 0]
     assert len(rounds) == 2 and 0 <= rounds[1]["structure/nmi_previous"] <= 1
+
+
+# ---- STML -------------------------------------------------------------------------------------
+
+
+def _brute_contextual(w: np.ndarray, same: np.ndarray, k: int) -> np.ndarray:
+    """STML's W_C from its definition, with Python sets (no matrix tricks)."""
+    n = len(w)
+    w = np.where(same, 1.0, w)
+    near = [list(np.argsort(-w[i], kind="stable")[:k]) for i in range(n)]
+    recip = [{j for j in near[i] if i in near[j]} for i in range(n)]
+    tilde = np.zeros((n, n))
+    for i in range(n):
+        for j in recip[i]:
+            tilde[i, j] = len(recip[i] & recip[j]) / len(recip[i])
+    half = int(np.around(k / 2))
+    hat = np.array([tilde[near[i][:half]].mean(axis=0) for i in range(n)])
+    return (hat + hat.T) / 2
+
+
+def test_contextual_similarity_equals_brute_force_on_a_hand_made_neighbourhood():
+    # two views each of 3 images: items (0,3), (1,4), (2,5); distinct similarities, no ties
+    w = np.array(
+        [
+            [1.0, 0.9, 0.1, 0.5, 0.8, 0.2],
+            [0.9, 1.0, 0.3, 0.7, 0.6, 0.15],
+            [0.1, 0.3, 1.0, 0.25, 0.35, 0.4],
+            [0.5, 0.7, 0.25, 1.0, 0.45, 0.05],
+            [0.8, 0.6, 0.35, 0.45, 1.0, 0.55],
+            [0.2, 0.15, 0.4, 0.05, 0.55, 1.0],
+        ]
+    )
+    image = np.array([0, 1, 2, 0, 1, 2])
+    same = image[:, None] == image[None, :]
+    for k in (2, 3, 4):
+        got = contextual_similarity(torch.tensor(w), torch.tensor(same), k).numpy()
+        np.testing.assert_allclose(got, _brute_contextual(w, same, k), atol=1e-12)
+    # by hand for k = 2: N(i) = {i, twin}, all reciprocal, so W_C is the same-image indicator
+    got = contextual_similarity(torch.tensor(w), torch.tensor(same), 2).numpy()
+    np.testing.assert_allclose(got, same.astype(float))
+
+
+def test_relaxed_contrastive_by_hand_on_three_points():
+    x = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 4.0]])
+    # distances: 01 = 3, 02 = 4, 12 = 5; row means (0+3+4)/3, (3+0+5)/3, (4+5+0)/3
+    d = np.array([[0, 3, 4], [3, 0, 5], [4, 5, 0]], float)
+    dn = d / d.mean(axis=1, keepdims=True)
+    w = np.array([[0, 1.0, 0.25], [0.5, 0, 0], [0.25, 0, 0]])
+    want = (
+        sum(
+            w[i, j] * dn[i, j] ** 2 + (1 - w[i, j]) * max(0.0, 1.0 - dn[i, j]) ** 2
+            for i in range(3)
+            for j in range(3)
+            if i != j
+        )
+        / 6
+    )
+    got = relaxed_contrastive(x, torch.tensor(w, dtype=torch.float32), delta=1.0)
+    assert got.item() == pytest.approx(want, rel=1e-6)
+
+
+def test_self_distillation_is_the_rowwise_kl_and_leaves_g_alone():
+    g_ = torch.Generator().manual_seed(3)
+    f = torch.randn(5, 4, generator=g_, requires_grad=True)
+    g = torch.randn(5, 7, generator=g_, requires_grad=True)
+
+    def rows(x):
+        d = torch.cdist(x, x)
+        return d / d.mean(dim=1, keepdim=True)
+
+    p = torch.softmax(-rows(g), dim=1)
+    q = torch.softmax(-rows(f), dim=1)
+    want = (p * (p.log() - q.log())).sum(dim=1).mean()
+    got = self_distillation(f, g)
+    assert got.item() == pytest.approx(want.item(), rel=1e-5)
+    got.backward()
+    assert g.grad is None and f.grad is not None
+
+
+def test_teacher_similarity_by_hand():
+    t = torch.tensor([[1.0, 0.0], [0.0, 2.0]])  # normalised: (1,0), (0,1): squared distance 2
+    w = teacher_similarity(t, sigma=3.0)
+    np.testing.assert_allclose(w.numpy(), [[1, math.exp(-2 / 3)], [math.exp(-2 / 3), 1]], rtol=1e-6)
+
+
+def test_stml_batches_hold_queries_with_their_neighbours_as_two_views():
+    m = get_method("stml", neighbours=2, batch_size=12, progress=False)
+    nbr = np.array([[1, 2], [0, 2], [0, 1], [4, 5], [3, 5], [3, 4], [7, 0], [6, 1]])
+    batches = m.batches(NeighbourStructure(neighbours=nbr), np.random.default_rng(0))
+    seen = set()
+    for b in batches:
+        half = len(b["indices"]) // 2
+        images = b["indices"][:half]
+        assert np.array_equal(b["indices"][half:], images)  # the second view of each
+        assert len(set(images)) == half <= 6
+        seen |= set(images.tolist())
+    assert seen == set(range(8))
+    q = batches[0]["indices"][0]
+    assert set(nbr[q]) <= set(batches[0]["indices"].tolist())  # 3 of the batch's 6 images
+
+
+def test_stml_teacher_is_an_ema_of_the_student():
+    from labelfree.nets.heads import EmbeddingNet
+
+    m = get_method("stml", momentum=0.75, progress=False)
+    net = EmbeddingNet("small", dim=8, width=0.25)
+    m.prepare_net(net)
+    teacher = m._extra["teacher"]
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(1.0)
+    m._update_teacher(net)
+    for k, v in teacher.state_dict().items():
+        if v.dtype.is_floating_point:
+            torch.testing.assert_close(v, 0.75 * before[k] + 0.25 * net.state_dict()[k])
+    assert all(not p.requires_grad for p in teacher.parameters())

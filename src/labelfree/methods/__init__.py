@@ -22,6 +22,7 @@ from labelfree.methods.registry import (
     unregister_method,
 )
 from labelfree.methods.roul import ROUL
+from labelfree.methods.stml import STML
 
 
 def load_model(path: str, device: str = "auto") -> Method:
@@ -46,6 +47,7 @@ __all__ = [
     "CliqueCNN",
     "Posets",
     "ROUL",
+    "STML",
     "available_methods",
     "get_method",
     "get_method_class",
