@@ -19,6 +19,7 @@ from labelfree.losses.stml import (
     teacher_similarity,
 )
 from labelfree.methods import get_method
+from labelfree.methods.exemplar_cnn import gradient_energy
 from labelfree.methods.stml import NeighbourStructure
 from labelfree.structure.partition import cluster_uniform_probabilities, pseudo_class_count
 
@@ -235,3 +236,26 @@ def test_stml_teacher_is_an_ema_of_the_student():
         if v.dtype.is_floating_point:
             torch.testing.assert_close(v, 0.75 * before[k] + 0.25 * net.state_dict()[k])
     assert all(not p.requires_grad for p in teacher.parameters())
+
+
+# ---- Exemplar-CNN -----------------------------------------------------------------------------
+
+
+def test_gradient_energy_by_hand():
+    img = np.zeros((1, 2, 3, 3), np.uint8)
+    img[0, :, 2, :] = 30  # luma: [[0, 0, 30], [0, 0, 30]]
+    # vertical diffs all 0; horizontal diffs [0, 30] per row: mean of squares 450
+    assert gradient_energy(img).tolist() == [450.0]
+
+
+def test_exemplar_seeds_are_the_busiest_images_and_each_class_gets_its_views():
+    data = digits("train", image_size=16).per_class(6, seed=0)
+    m = get_method("exemplar-cnn", surrogates=10, views=3, epochs=1, **TINY)
+    m.fit(data)
+    energy = gradient_energy(data.images)
+    assert set(m._seeds) == set(np.argsort(-energy)[:10])
+    batches = m.batches(m.structure(np.zeros((30, 2)), 0), np.random.default_rng(0))
+    classes = np.concatenate([b["classes"] for b in batches])
+    assert np.bincount(classes).tolist() == [3] * 10
+    for b in batches:
+        assert np.array_equal(b["indices"], m._seeds[b["classes"]])

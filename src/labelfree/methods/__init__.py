@@ -8,6 +8,7 @@ from labelfree.methods.deepcluster import DeepCluster
 from labelfree.methods.dense import EVC, Dense, DenseSym
 from labelfree.methods.diffusion import Diffusion
 from labelfree.methods.dnc import DivideConquer
+from labelfree.methods.exemplar_cnn import ExemplarCNN
 from labelfree.methods.frames import FrameMethod
 from labelfree.methods.fse import FSE
 from labelfree.methods.hadsell import Hadsell
@@ -42,6 +43,7 @@ __all__ = [
     "Diffusion",
     "DivideConquer",
     "DeepCluster",
+    "ExemplarCNN",
     "InstanceDiscrimination",
     "MoM",
     "CliqueCNN",

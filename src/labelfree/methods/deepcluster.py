@@ -22,7 +22,6 @@ import torch
 import torch.nn.functional as F
 from sklearn.decomposition import PCA
 from sklearn.metrics import normalized_mutual_info_score
-from torch import nn
 
 from labelfree.data.imageset import ImageSet
 from labelfree.graph.knn import l2_normalize
@@ -30,6 +29,7 @@ from labelfree.graph.nn import kmeans
 from labelfree.methods.base import Method
 from labelfree.methods.encoder import Encoder
 from labelfree.methods.registry import register_method
+from labelfree.methods.transient_head import TransientHead
 from labelfree.options import AT_LEAST_1
 from labelfree.structure.partition import cluster_uniform_probabilities, pseudo_class_count
 from labelfree.train.config import Runtime, Training
@@ -49,7 +49,7 @@ class ClusterStructure(Structure):
 
 
 @register_method
-class DeepCluster(Method):
+class DeepCluster(TransientHead, Method):
     """k-means pseudo-labels on whitened embeddings + a re-initialised classifier each round."""
 
     name = "deepcluster"
@@ -70,25 +70,19 @@ class DeepCluster(Method):
         """
         super().__init__(encoder=encoder, training=training, runtime=runtime)
         self.clusters, self.kmeans_iters = clusters, kmeans_iters
-        self._head: nn.Linear | None = None
         self._previous: np.ndarray | None = None
 
     def n_clusters(self, n: int) -> int:
         return min(self.clusters or pseudo_class_count(n), n)
 
-    def fit(self, images: ImageSet, *args: Any, **kwargs: Any) -> DeepCluster:
-        """The head is built for this collection's K, trained, then dropped: it is re-initialised
-        every round anyway, and the model is the embedding network alone."""
-        self._head = nn.Linear(self.encoder.dim, self.n_clusters(len(images)))
-        self._previous = None
-        try:
-            super().fit(images, *args, **kwargs)
-        finally:
-            self._head = None
-        return self
+    def head_classes(self, n_items: int) -> int:
+        return self.n_clusters(n_items)
 
-    def extra_module(self) -> nn.Module | None:
-        return self._head
+    def fit(self, images: ImageSet, *args: Any, **kwargs: Any) -> DeepCluster:
+        """The head (:class:`TransientHead`) is built for this collection's K and dropped after:
+        it is re-initialised every round anyway."""
+        self._previous = None
+        return super().fit(images, *args, **kwargs)
 
     def structure(
         self, reps: np.ndarray, round_idx: int, ctx: EpochContext | None = None
