@@ -101,7 +101,22 @@ def fit_and_score(
     res["TP"] = stats.get("structure/positive_tp_rate", float("nan"))
     res["TN"] = stats.get("structure/negative_tn_rate", float("nan"))
     res["fit s"] = fit_s
+    res.update(epoch_costs(m.history_, method))
     return m, z, res
+
+
+def epoch_costs(history: list[dict], stage: str) -> dict[str, float]:
+    """Mean seconds of the method's training epochs, and its restructuring (embed every image +
+    structure step) of the rounds after the first, over an epoch (NaN with one round)."""
+    epochs = [h["seconds"] for h in history if h["stage"] == stage]
+    again = [
+        h.get("structure/embed_seconds", 0.0) + h.get("structure/structure_seconds", 0.0)
+        for h in history
+        if h["stage"] == stage and h["epoch"] == 0 and h["round"] > 0
+    ]
+    mean_epoch = float(np.mean(epochs)) if epochs else float("nan")
+    share = float(np.mean(again)) / mean_epoch if again and epochs else float("nan")
+    return {"epoch s": mean_epoch, "restructure / epoch": share}
 
 
 def diffusion_row(z: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -164,34 +179,47 @@ def run_dataset(
         row = {"representation": rep}
         row.update({m: mean_std(vals[m]) for m in METRICS if m in vals})
         row[ratio_col] = round(float(np.mean(vals["MAP@R"])) / base, 3)
-        for extra in ("TP", "TN", "fit s", "rerank ms/q"):
-            if extra in vals:
-                row[extra] = round(float(np.mean(vals[extra])), 3 if extra in ("TP", "TN") else 1)
+        for extra in ("TP", "TN", "fit s", "epoch s", "restructure / epoch", "rerank ms/q"):
+            if extra in vals and not np.all(np.isnan(vals[extra])):
+                digits = 1 if extra in ("fit s", "rerank ms/q") else 3
+                row[extra] = round(float(np.nanmean(vals[extra])), digits)
         table.append(row)
+    hadsell = next((r for r in table if r["representation"].startswith("hadsell (")), None)
+    if hadsell is not None and "epoch s" in hadsell:
+        for row in table:
+            if "epoch s" in row:
+                row["epoch / hadsell"] = round(row["epoch s"] / hadsell["epoch s"], 2)
     n_cls = len(np.unique(test.labels))
     title = (
         f"{name}: train {train.name} ({len(train)} images, labels unused) -> held-out "
         f"{test.name} ({len(test)} images, {len(test) // n_cls} per class); "
         f"{len(seeds)} seeds, {epochs or DEFAULT_EPOCHS} epochs"
     )
-    cols = ["representation", *METRICS, ratio_col, "TP", "TN", "fit s"]
+    cols = ["representation", *METRICS, ratio_col, "TP", "TN", "fit s", "epoch s"]
+    cols += ["epoch / hadsell", "restructure / epoch"]
     if rerank:
         cols.append("rerank ms/q")
     print_table(table, cols, title)
     return [{"dataset": name, **r, "raw": results[r["representation"]]} for r in table]
 
 
-def main(rows: list[tuple[str, str, dict[str, Any]]] = BASELINE_ROWS, doc: str = __doc__) -> None:
+def main(
+    rows: list[tuple[str, str, dict[str, Any]]] = BASELINE_ROWS,
+    doc: str = __doc__,
+    datasets: str = "mnist5k,mnist5k-50,digits",
+    starts: str = "scratch,distill,feature-head",
+    out: str = "bench-out/quality.json",
+) -> None:
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
-    ap.add_argument("--datasets", default="mnist5k,mnist5k-50,digits")
+    ap.add_argument("--datasets", default=datasets)
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument(
         "--epochs", type=int, default=None, help="fine-tuning epochs (default: each method's)"
     )
     ap.add_argument("--rows", choices=sorted(ROW_SETS), default=None, help="learned rows")
-    ap.add_argument("--starts", default="scratch,distill,feature-head")
+    ap.add_argument("--starts", default=starts)
     ap.add_argument("--rerank", action="store_true", help="add diffusion re-ranked rows")
-    ap.add_argument("--out", default="bench-out/quality.json")
+    ap.add_argument("--out", default=out)
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     all_rows = []
