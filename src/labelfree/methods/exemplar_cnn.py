@@ -5,9 +5,12 @@ classifier over them. With instance discrimination, the "no structure at all" ba
 Choices: our images are already small (28-64 px), so a seed "patch" is the whole image rather
 than a 32×32 patch cut at a high-gradient location of a 96×96 image; the seeds are the images
 with the most gradient energy (the paper's criterion for where to cut, applied to choose among
-images), at most ``surrogates`` of them; the transformations are the encoder's augmentation at
-strength 1.5 (rotation ±15°, crops of 25-100 % of the area, colour jitter ±0.6), heavier than
-the other methods' 1.0 as the paper's are; the classifier reads the L2-normalised embedding.
+images), at most ``surrogates`` of them; the transformations are the encoder's augmentation, at
+the strength every method uses (1.0), so that Exemplar-CNN starts from the same distilled network
+as the rows it is compared with (the distillation is trained with that augmentation too);
+``-o augment=1.5`` gives heavier transformations, as the paper's are (rotation ±15°, crops of
+25-100 % of the area, colour jitter ±0.6), at the price of its own distillation. The classifier
+reads the L2-normalised embedding.
 """
 
 from __future__ import annotations
@@ -27,8 +30,6 @@ from labelfree.methods.transient_head import TransientHead
 from labelfree.options import AT_LEAST_1
 from labelfree.train.config import Runtime, Training
 from labelfree.train.loop import EpochContext, Structure
-
-EXEMPLAR_ENCODER = Encoder(augment=1.5)
 
 
 @dataclass
@@ -57,7 +58,7 @@ class ExemplarCNN(TransientHead, Method):
         *,
         surrogates: int = 2000,
         views: int = 4,
-        encoder: Encoder = EXEMPLAR_ENCODER,
+        encoder: Encoder = Encoder(),
         training: Training = Training(),
         runtime: Runtime = Runtime(),
     ) -> None:
