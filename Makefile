@@ -16,7 +16,7 @@ PIP_TOOLS = pip-tools==7.7.0
 LOCK_FLAGS = --extra=dev --generate-hashes --allow-unsafe --strip-extras \
 	--no-emit-index-url --no-emit-find-links --quiet
 
-.PHONY: setup demo test lint lock lock-upgrade bench bench-quality bench-eval bench-mining bench-mom bench-roul bench-frames bench-surrogate bench-sequences bench-augment bench-search bench-stream bench-selection gpu-check clean
+.PHONY: setup demo test lint lock lock-upgrade bench bench-quality bench-eval bench-mining bench-mom bench-roul bench-frames bench-surrogate bench-sequences bench-augment bench-search bench-stream bench-selection bench-baselines bench-dnc gpu-check clean
 
 $(STAMP): $(LOCK) pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,7 +52,7 @@ lock-upgrade: $(VENV)-tools/bin/pip-compile
 
 # make bench: every benchmark, several hours on 2 cores (the 3-seed quality ablations dominate);
 # each target below also runs on its own.
-bench: bench-eval bench-quality bench-mining bench-mom bench-roul bench-frames bench-surrogate bench-sequences bench-augment bench-search bench-stream bench-selection
+bench: bench-eval bench-quality bench-mining bench-mom bench-roul bench-frames bench-surrogate bench-sequences bench-augment bench-search bench-stream bench-selection bench-baselines bench-dnc
 
 bench-eval: $(STAMP)
 	$(PY) benchmarks/bench_eval.py
@@ -111,6 +111,17 @@ bench-search: $(STAMP)
 # (about 6 min on 2 idle cores).
 bench-selection: $(STAMP)
 	$(PY) benchmarks/bench_selection.py --methods mom,hadsell,diffusion --epochs 6 --oracle
+
+# Every method beside g(x), its start and the baselines (instance discrimination, Exemplar-CNN,
+# DeepCluster, STML, D&C): 4 datasets incl. the many-class mnist-numbers, 3 seeds, with
+# diffusion re-ranking; ~3 h on 2 cores.
+bench-baselines: $(STAMP)
+	$(PY) benchmarks/bench_baselines.py --rerank
+
+# Divide & Conquer's ablation (seed 001 Table 2.6), supervised and on pseudo-classes, on
+# mnist-numbers, 3 seeds, with the reclustering's share of an epoch.
+bench-dnc: $(STAMP)
+	$(PY) benchmarks/bench_dnc.py
 
 bench-mining: $(STAMP)
 	$(PY) benchmarks/bench_mining.py --sizes 10000 100000

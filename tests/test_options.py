@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -247,3 +248,15 @@ def test_flat_options_route_to_their_group_and_defaults_stay_untouched():
         m.encoder.dim = 4  # type: ignore[misc]
     with pytest.raises(DataError, match="option dim=0"):
         m.set_params(dim=0)
+
+
+@pytest.mark.parametrize(
+    "recipe", sorted((Path(__file__).parents[1] / "recipes").glob("*.toml")), ids=lambda p: p.name
+)
+def test_every_recipe_names_a_method_and_valid_options(recipe):
+    from labelfree.cli.common import _read_recipe
+
+    r = _read_recipe(recipe)
+    m = get_method(r["method"], **r["options"])
+    m.validate_params()  # every value in its range, every choice allowed
+    assert r["source"] and int(r["image_size"]) > 0
