@@ -14,18 +14,17 @@ from labelfree.data.imageset import ImageSet
 
 class TransientHead:
     """Mixin for a :class:`~labelfree.methods.base.Method`: ``self._head``, a linear layer from
-    the embedding to :meth:`head_classes` outputs, is the loop's extra module during ``fit``."""
+    the embedding to ``head_classes(n_items)`` outputs — a method the subclass defines: the
+    head's classes for a collection of ``n_items`` images — is the loop's extra module during
+    ``fit``."""
 
     _head: nn.Linear | None = None
-
-    def head_classes(self, n_items: int) -> int:
-        """Outputs of the head for a collection of ``n_items`` images."""
-        raise NotImplementedError
 
     def fit(self, images: ImageSet, *args: Any, **kwargs: Any) -> Any:
         with torch.random.fork_rng():  # the same seed, the same head: runs repeat and resume
             torch.manual_seed(self.runtime.seed)  # type: ignore[attr-defined]
-            self._head = nn.Linear(self.encoder.dim, self.head_classes(len(images)))  # type: ignore[attr-defined]
+            classes = self.head_classes(len(images))  # type: ignore[attr-defined]
+            self._head = nn.Linear(self.encoder.dim, classes)  # type: ignore[attr-defined]
         try:
             super().fit(images, *args, **kwargs)  # type: ignore[misc]
         finally:
