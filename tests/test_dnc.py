@@ -146,3 +146,57 @@ def test_supervised_targets_need_labels_and_learners_must_divide_dim():
         get_method("dnc", targets="labels", **TINY).fit(unlabeled)
     with pytest.raises(DataError, match="learners=3"):
         get_method("dnc", learners=3, dim=8, **TINY).fit(data)
+
+
+class _Ctx:
+    """An EpochContext stand-in that counts the passes over the data it is asked for."""
+
+    def __init__(self, emb: np.ndarray) -> None:
+        self.emb, self.calls = emb, 0
+
+    def embedding(self) -> np.ndarray:
+        self.calls += 1
+        return self.emb
+
+
+def _two_groups() -> np.ndarray:
+    e = np.zeros((8, 4), np.float32)
+    e[:4, 0], e[4:, 1] = 1.0, 1.0
+    return e + np.float32(0.01) * np.arange(32, dtype=np.float32).reshape(8, 4) / 32
+
+
+@pytest.mark.parametrize("reembed", ["cached", "pass"])
+def test_cached_reclustering_uses_training_time_embeddings_instead_of_a_pass(reembed):
+    m = get_method("dnc", learners=2, dim=4, rounds=3, n_pseudo=2, sampler="all", reembed=reembed)
+    g, first = _two_groups(), _Ctx(_two_groups())
+    s0 = m.structure(g, 0, first)
+    assert first.calls == 1
+    assert set(s0.learner[:4]) != set(s0.learner[4:])
+    # a batch moves items 0 and 1 into the second group
+    moved = torch.from_numpy(_two_groups()[[4, 5]])
+    m.batch_loss(moved, {"indices": np.array([0, 1]), "learner": 0}, s0)
+    later = _Ctx(_two_groups())  # what a fresh pass would see: nothing moved
+    s1 = m.structure(g, 1, later)
+    if reembed == "cached":
+        assert later.calls == 0
+        np.testing.assert_array_equal(s0.cache[:2], moved.numpy())
+        assert s1.learner[0] == s1.learner[1] == s1.learner[4] != s1.learner[2]
+    else:
+        assert later.calls == 1 and s0.cache is None
+        assert s1.learner[0] == s1.learner[2] != s1.learner[4]
+
+
+def test_items_outside_every_clique_are_never_drawn():
+    m = get_method("dnc", learners=2, dim=4, per_class=2, batch_size=4)
+    targets = np.array([0, 0, -1, 1, 1, -1, 2, 2, -1, 3, 3, -1])
+    s = DnCStructure(learner=np.arange(12) // 6, targets=targets, split=True, k=2)
+    drawn = np.concatenate([b["indices"] for b in m.batches(s, np.random.default_rng(0))])
+    assert len(drawn) > 0 and (targets[drawn] >= 0).all()
+
+
+def test_clique_targets_train_and_report_their_coverage():
+    data = digits("train", image_size=16).per_class(8, seed=0)
+    m = get_method("dnc", learners=2, dim=8, rounds=2, targets="cliques", **TINY).fit(data)
+    first = next(h for h in m.history_ if h["stage"] == "dnc")
+    assert 0.0 < first["structure/pseudo_coverage"] <= 1.0
+    assert 0.0 < first["structure/pseudo_purity"] <= 1.0

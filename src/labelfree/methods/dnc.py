@@ -11,11 +11,13 @@ negatives, from pytorch-metric-learning; triplet (margin 0.2) is the option.
 
 Targets: ``labels`` trains on the class labels, as the thesis does (for users who have them);
 ``kmeans`` (default, label-free) on pseudo-classes: k-means of g(x) into ``n_pseudo`` clusters,
-computed once from the initial features — the measured most reliable representation here.
+computed once from the initial features — the measured most reliable representation here;
+``cliques`` on CliqueCNN's compact cliques of g(x) (another structure step's groups).
 
 Choices where the authors' code (``CompVis/metric-learning-divide-and-conquer``) and the thesis
 differ: we cluster the embedding, as the thesis says (the code clusters the backbone's pooled
-features); the final phase trains the full embedding on all data (``final="all"``, thesis) or
+features), and by default the embeddings each item got in its last training batch rather than a
+fresh pass (``reembed``; speed, see the option); the final phase trains the full embedding on all data (``final="all"``, thesis) or
 still draws batches inside clusters (``final="clusters"``, the code's "force full embedding"
 epoch); negatives are distance-weighted (``sampler="distance"``, what the authors say the
 published CUB figure needs) or all triplets of the batch (``sampler="all"``); the margin loss's
@@ -43,12 +45,14 @@ from labelfree.methods.base import Method
 from labelfree.methods.encoder import Encoder
 from labelfree.methods.registry import register_method
 from labelfree.options import AT_LEAST_1, NON_NEGATIVE, POSITIVE
+from labelfree.structure.cliques import build_cliques
 from labelfree.structure.partition import (
     class_batches,
     match_clusters,
     pseudo_class_count,
     random_partition,
 )
+from labelfree.train import distributed as dist
 from labelfree.train.config import Runtime, Training
 from labelfree.train.loop import EpochContext, Structure
 
@@ -62,13 +66,16 @@ class DnCStructure(Structure):
     """One round of D&C: ``learner`` (N,) the learner (slice) each item trains; ``targets``
     (N,) its class or pseudo-class; ``split`` whether learners train their own slice (False:
     the full embedding); ``stability`` the share of items that kept their learner since the last
-    reclustering (NaN in the first round)."""
+    reclustering (NaN in the first round); ``cache`` (N, dim) each item's newest training-time
+    embedding (``reembed=cached``; updated in place by the batches, saved with the checkpoint so
+    a resumed run reclusters on the same values)."""
 
     learner: np.ndarray
     targets: np.ndarray
     split: bool
     k: int
     stability: float = float("nan")
+    cache: np.ndarray | None = None
 
 
 @register_method
@@ -86,9 +93,11 @@ class DivideConquer(Method):
         "per_class": AT_LEAST_1,
         "kmeans_iters": AT_LEAST_1,
         "kmeans_redo": AT_LEAST_1,
+        "k_clique": AT_LEAST_1,
     }
     option_choices = {
-        "targets": ("kmeans", "labels"),
+        "targets": ("kmeans", "cliques", "labels"),
+        "reembed": ("cached", "pass"),
         "partition": ("kmeans", "random"),
         "final": ("all", "clusters"),
         "loss": ("margin", "triplet"),
@@ -112,6 +121,8 @@ class DivideConquer(Method):
         per_class: int = 4,
         kmeans_iters: int = 100,
         kmeans_redo: int = 5,
+        reembed: str = "cached",
+        k_clique: int = 10,
         encoder: Encoder = Encoder(),
         training: Training = DNC_TRAINING,
         runtime: Runtime = Runtime(),
@@ -119,8 +130,9 @@ class DivideConquer(Method):
         """Args:
         learners: K, the number of clusters and embedding slices (4 for CUB/Cars, 8 for SOP in
             the thesis); ``encoder.dim`` must be divisible by it. 1 is the baseline (no split).
-        targets: ``kmeans`` (pseudo-classes from g(x), label-free) or ``labels`` (the training
-            labels: the thesis's supervised setting).
+        targets: ``kmeans`` (pseudo-classes: k-means of g(x), label-free), ``cliques`` (the
+            compact cliques of CliqueCNN's structure step on g(x), label-free; items in no clique
+            do not train) or ``labels`` (the training labels: the thesis's supervised setting).
         n_pseudo: pseudo-classes for ``targets=kmeans``; default ``N/30`` (the papers' ~30-60
             images per class), between 2 and 1,000.
         partition: how the data is divided among learners: ``kmeans`` of the embedding
@@ -139,6 +151,13 @@ class DivideConquer(Method):
         per_class: items of each (pseudo-)class in a batch.
         kmeans_iters: iterations of the reclustering's faiss k-means (100 in the code).
         kmeans_redo: its restarts, the best kept (5 in the code).
+        reembed: what a reclustering clusters: ``pass``, a fresh pass of the network over all
+            training items (thesis and code), or ``cached`` (default), each item's embedding
+            from its last training batch, kept as training goes (items not drawn since keep an
+            older one). Our choice, for speed: the pass costs about a third of a D&C epoch
+            (forward only over every item, against forward and backward over every item), the
+            cache nothing; the first round, a resumed run and DDP runs make the pass anyway.
+        k_clique: neighbourhood of clique growth for ``targets=cliques`` (CliqueCNN's 10).
         """
         super().__init__(encoder=encoder, training=training, runtime=runtime)
         self.learners, self.targets, self.n_pseudo = learners, targets, n_pseudo
@@ -147,8 +166,13 @@ class DivideConquer(Method):
         self.loss, self.margin, self.beta, self.sampler = loss, margin, beta, sampler
         self.per_class = per_class
         self.kmeans_iters, self.kmeans_redo = kmeans_iters, kmeans_redo
+        self.reembed, self.k_clique = reembed, k_clique
         self._targets: np.ndarray | None = None
         self._previous: np.ndarray | None = None
+        self._cache: np.ndarray | None = None  # (N, dim) raw training-time embeddings
+
+    #: The structure step asks for the current embedding only when it reclusters by a pass.
+    embeds_lazily = True
 
     def validate_params(self) -> None:
         super().validate_params()
@@ -180,12 +204,22 @@ class DivideConquer(Method):
 
     # ---- structure ---------------------------------------------------------------------------------
     def pseudo_targets(self, g: np.ndarray) -> np.ndarray:
-        """The classes batches are built from: the labels, or k-means of g(x)."""
+        """The classes batches are built from: the labels, k-means of g(x), or its cliques
+        (−1: in no clique, never drawn)."""
         if self.targets == "labels":
             if self._labels is None:
                 raise DataError("option targets=labels needs labelled training data")
             return np.asarray(self._labels, np.int64)
         n = len(g)
+        if self.targets == "cliques":
+            x = l2_normalize(g)
+            cliques = build_cliques(x, min(self.k_clique, n - 1), "dot", min_size=2)
+            if len(cliques) < 2:
+                raise DataError(
+                    f"option targets=cliques: only {len(cliques)} clique(s) of >= 2 items; "
+                    "raise -o k_clique or use targets=kmeans"
+                )
+            return cliques.labels(x, "dot")
         k = self.n_pseudo or pseudo_class_count(n)
         km = kmeans(l2_normalize(g), min(k, n), niter=25, seed=self.runtime.seed)
         return km.assign
@@ -195,18 +229,22 @@ class DivideConquer(Method):
     ) -> DnCStructure:
         """Round ``round_idx``'s partition of the data among learners (module docstring)."""
         if round_idx == 0 or self._targets is None:
-            self._targets, self._previous = self.pseudo_targets(reps), None
+            self._targets, self._previous, self._cache = self.pseudo_targets(reps), None, None
         n, k = len(reps), self.learners
         final = round_idx >= self.training.rounds - self.full_rounds
         if k == 1 or (final and self.final == "all"):
             return DnCStructure(
-                learner=np.zeros(n, np.int64), targets=self._targets, split=False, k=1
+                learner=np.zeros(n, np.int64),
+                targets=self._targets,
+                split=False,
+                k=1,
+                cache=self._cache,
             )
         if self.partition == "random":
             rng = np.random.default_rng([self.runtime.seed, round_idx])
             new = random_partition(n, k, rng)
         else:
-            emb = l2_normalize(ctx.embedding() if ctx is not None else reps)
+            emb = l2_normalize(self._current_embedding(reps, ctx))
             new = kmeans(
                 emb,
                 k,
@@ -225,11 +263,26 @@ class DivideConquer(Method):
             split=self.split and not final,
             k=k,
             stability=stability,
+            cache=self._cache,
         )
+
+    def _current_embedding(self, reps: np.ndarray, ctx: EpochContext | None) -> np.ndarray:
+        """What a reclustering clusters: the kept training-time embeddings (``reembed=cached``,
+        after the first pass) or a pass over the data."""
+        cached = self.reembed == "cached" and dist.world_size() == 1
+        if cached and self._cache is not None:
+            return self._cache
+        if ctx is None:
+            return reps
+        emb = ctx.embedding()
+        if cached:
+            self._cache = np.array(emb, np.float32)
+        return emb
 
     def restore_structure(self, structure: DnCStructure) -> None:
         """Resume inside a round: the pseudo-classes and the learners' data come back."""
         self._targets, self._previous = structure.targets, structure.learner
+        self._cache = structure.cache
 
     def batches(
         self, structure: DnCStructure, rng: np.random.Generator, ctx: EpochContext | None = None
@@ -237,7 +290,7 @@ class DivideConquer(Method):
         """Every batch from one cluster, class-balanced; clusters' batches interleaved."""
         out = []
         for c in range(structure.k):
-            members = np.flatnonzero(structure.learner == c)
+            members = np.flatnonzero((structure.learner == c) & (structure.targets >= 0))
             for idx in class_batches(
                 members, structure.targets, self.training.batch_size, self.per_class, rng
             ):
@@ -248,17 +301,21 @@ class DivideConquer(Method):
         self, emb: torch.Tensor, batch: dict[str, Any], structure: DnCStructure
     ) -> torch.Tensor:
         """Margin (or triplet) loss on the batch's learner's slice, normalised alone (Eq. 2.1)."""
+        if structure.cache is not None:  # reembed=cached: the newest embedding of these items
+            structure.cache[batch["indices"]] = emb.detach().float().cpu().numpy()
         z = F.normalize(emb[:, self.slice_of(batch["learner"], structure.split)], dim=1)
         labels = torch.as_tensor(structure.targets[batch["indices"]], device=emb.device)
         return slice_loss(z, labels, self.loss, self.margin, self.beta, self.sampler)
 
     def structure_stats(self, structure: DnCStructure, labels: np.ndarray) -> dict[str, float]:
         """Pseudo-class purity and NMI against the labels; the learners' stability."""
-        t = structure.targets
+        keep = structure.targets >= 0  # cliques: items in none are not trained on
+        t, labels = structure.targets[keep], labels[keep]
         majority = sum(np.bincount(labels[t == c]).max() for c in np.unique(t))
         return {
-            "pseudo_purity": float(majority / len(t)),
+            "pseudo_purity": float(majority / max(len(t), 1)),
             "pseudo_nmi": float(normalized_mutual_info_score(labels, t)),
+            "pseudo_coverage": float(keep.mean()),
             "learner_stability": structure.stability,
         }
 

@@ -70,7 +70,10 @@ class Stage(Protocol):
 
     Optional: ``restore_structure(structure)``, called when a run resumes inside a round with
     that round's saved structure, so a method that carries state from round to round (Posets'
-    assignments) continues from it instead of starting over at the next round.
+    assignments) continues from it instead of starting over at the next round. And
+    ``embeds_lazily = True``: every round's structure step gets the initial representation, and
+    asks ``ctx.embedding()`` itself only when it needs the current one (Divide & Conquer, which
+    can recluster on embeddings kept from training instead of a pass over the data).
     """
 
     name: str
@@ -185,7 +188,8 @@ def train(
     for r in range(start_round, cfg.rounds):
         ctx = EpochContext(represent, r, start_epoch)
         if structure is None:
-            reps = initial_reps if r == 0 else ctx.embedding()
+            lazy = getattr(stage, "embeds_lazily", False)
+            reps = initial_reps if r == 0 or lazy else ctx.embedding()
             t0 = time.perf_counter()
             structure = stage.structure(reps, r, ctx)
             kill_point_for_tests(f"{stage.name}:structure")
