@@ -13,6 +13,7 @@ from pytorch_metric_learning.losses import NTXentLoss
 from labelfree.data.bundled import digits
 from labelfree.losses.memory_bank import MemoryBank, bank_nce_loss, bank_softmax_loss
 from labelfree.losses.stml import (
+    mean_normalised_distances,
     contextual_similarity,
     relaxed_contrastive,
     self_distillation,
@@ -178,6 +179,20 @@ def test_relaxed_contrastive_by_hand_on_three_points():
     )
     got = relaxed_contrastive(x, torch.tensor(w, dtype=torch.float32), delta=1.0)
     assert got.item() == pytest.approx(want, rel=1e-6)
+
+
+def test_mean_normalised_distances_are_scipys_over_their_row_mean_with_finite_gradients():
+    from scipy.spatial.distance import cdist
+
+    g_ = torch.Generator().manual_seed(4)
+    x = torch.randn(6, 1024, generator=g_, dtype=torch.float64)
+    x[3] = x[1]  # two views that came out identical
+    x.requires_grad_(True)
+    d = mean_normalised_distances(x)
+    ref = cdist(x.detach().numpy(), x.detach().numpy())
+    np.testing.assert_allclose(d.detach().numpy(), ref / ref.mean(axis=1, keepdims=True), atol=1e-6)
+    d.sum().backward()
+    assert torch.isfinite(x.grad).all()
 
 
 def test_self_distillation_is_the_rowwise_kl_and_leaves_g_alone():

@@ -32,6 +32,7 @@ from labelfree.data.imageset import DataError, ImageSet
 from labelfree.graph.knn import knn
 from labelfree.losses.stml import (
     contextual_similarity,
+    mean_normalised_distances,
     relaxed_contrastive,
     self_distillation,
     teacher_similarity,
@@ -207,8 +208,11 @@ class STML(Method):
             w_p = teacher_similarity(t, self.sigma)
             same = idx[:, None] == idx[None, :]
             w = (w_p + contextual_similarity(w_p, same, min(self.neighbours * VIEWS, len(emb)))) / 2
-        rc = (relaxed_contrastive(emb, w, self.delta) + relaxed_contrastive(g, w, self.delta)) / 2
-        loss = rc + self_distillation(emb, g)
+        d_f, d_g = mean_normalised_distances(emb), mean_normalised_distances(g)
+        rc = (
+            relaxed_contrastive(emb, w, self.delta, d_f) + relaxed_contrastive(g, w, self.delta, d_g)
+        ) / 2
+        loss = rc + self_distillation(emb, g, d_f, d_g)
         self._update_teacher(self.net_)
         return loss
 
