@@ -13,8 +13,8 @@ from pytorch_metric_learning.losses import NTXentLoss
 from labelfree.data.bundled import digits
 from labelfree.losses.memory_bank import MemoryBank, bank_nce_loss, bank_softmax_loss
 from labelfree.losses.stml import (
-    mean_normalised_distances,
     contextual_similarity,
+    mean_normalised_distances,
     relaxed_contrastive,
     self_distillation,
     teacher_similarity,

@@ -210,7 +210,8 @@ class STML(Method):
             w = (w_p + contextual_similarity(w_p, same, min(self.neighbours * VIEWS, len(emb)))) / 2
         d_f, d_g = mean_normalised_distances(emb), mean_normalised_distances(g)
         rc = (
-            relaxed_contrastive(emb, w, self.delta, d_f) + relaxed_contrastive(g, w, self.delta, d_g)
+            relaxed_contrastive(emb, w, self.delta, d_f)
+            + relaxed_contrastive(g, w, self.delta, d_g)
         ) / 2
         loss = rc + self_distillation(emb, g, d_f, d_g)
         self._update_teacher(self.net_)
