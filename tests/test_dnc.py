@@ -12,9 +12,10 @@ from pytorch_metric_learning.losses import MarginLoss
 
 from labelfree.data.bundled import digits
 from labelfree.data.imageset import DataError
+from labelfree.losses.slices import PROXY_SCALE, slice_loss
 from labelfree.methods import get_method
-from labelfree.methods.dnc import DnCStructure, slice_loss
-from labelfree.structure.partition import class_batches, match_clusters, overlap
+from labelfree.methods.dnc import DnCStructure
+from labelfree.structure.partition import class_batches, match_clusters, overlap, pools_to_classes
 
 TINY = dict(start="feature-head", features="pixels", epochs=1, batch_size=8, progress=False)
 
@@ -168,6 +169,8 @@ def _two_groups() -> np.ndarray:
 @pytest.mark.parametrize("reembed", ["cached", "pass"])
 def test_cached_reclustering_uses_training_time_embeddings_instead_of_a_pass(reembed):
     m = get_method("dnc", learners=2, dim=4, rounds=3, n_pseudo=2, sampler="all", reembed=reembed)
+    m._n_items = 8
+    m.prepare_net(torch.nn.Linear(2, 4))  # builds the bank (reembed=cached)
     g, first = _two_groups(), _Ctx(_two_groups())
     s0 = m.structure(g, 0, first)
     assert first.calls == 1
@@ -179,10 +182,10 @@ def test_cached_reclustering_uses_training_time_embeddings_instead_of_a_pass(ree
     s1 = m.structure(g, 1, later)
     if reembed == "cached":
         assert later.calls == 0
-        np.testing.assert_array_equal(s0.cache[:2], moved.numpy())
+        np.testing.assert_array_equal(m.extra_module()["bank"].keys[:2].numpy(), moved.numpy())
         assert s1.learner[0] == s1.learner[1] == s1.learner[4] != s1.learner[2]
     else:
-        assert later.calls == 1 and s0.cache is None
+        assert later.calls == 1 and m.extra_module() is None
         assert s1.learner[0] == s1.learner[2] != s1.learner[4]
 
 
@@ -200,3 +203,60 @@ def test_clique_targets_train_and_report_their_coverage():
     first = next(h for h in m.history_ if h["stage"] == "dnc")
     assert 0.0 < first["structure/pseudo_coverage"] <= 1.0
     assert 0.0 < first["structure/pseudo_purity"] <= 1.0
+
+
+def test_pools_become_classes_each_item_with_its_most_similar_anchor():
+    x = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [0.6, 0.8], [-1.0, 0.0]])
+    anchors = np.array([0, 2])
+    members = np.array([[1, 3], [3, 1]])  # both pools hold items 1 and 3
+    lengths = np.array([2, 1])  # ... but pool 1 only its first: item 3
+    got = pools_to_classes(anchors, members, lengths, x)
+    # item 3 is in both: x3·x0 = 0.6 < x3·x2 = 0.8, so it joins anchor 2's pool; 4 is in none
+    np.testing.assert_array_equal(got, [0, 0, 1, 1, -1])
+
+
+def test_proxynca_slice_loss_by_formula_and_only_its_learners_proxies_move():
+    m = get_method("dnc", learners=2, dim=4, loss="proxynca", n_pseudo=3)
+    m._n_items = 6
+    m.prepare_net(torch.nn.Linear(2, 4))
+    proxies = m.extra_module()["proxies"]
+    assert [p.proxies.shape for p in proxies] == [(3, 2), (3, 2), (3, 4)]
+    g = torch.Generator().manual_seed(5)
+    emb = torch.randn(6, 4, generator=g)
+    s = DnCStructure(
+        learner=np.zeros(6, np.int64), targets=np.array([0, 0, 1, 1, 2, 2]), split=True, k=2
+    )
+    loss = m.batch_loss(emb, {"indices": np.arange(6), "learner": 1}, s)
+    z = torch.nn.functional.normalize(emb[:, 2:], dim=1)
+    p = torch.nn.functional.normalize(proxies[1].proxies, dim=1)
+    logits = -PROXY_SCALE * torch.cdist(z, p).pow(2)
+    want = torch.nn.functional.cross_entropy(logits, torch.tensor([0, 0, 1, 1, 2, 2]))
+    assert loss.item() == pytest.approx(want.item(), rel=1e-5)
+    loss.backward()
+    assert proxies[1].proxies.grad is not None
+    assert proxies[0].proxies.grad is None and proxies[2].proxies.grad is None
+
+
+def test_proxynca_needs_a_known_class_count_and_features_need_an_image_start():
+    data = digits("train", image_size=16).per_class(8, seed=0)
+    with pytest.raises(DataError, match="loss=proxynca"):
+        get_method("dnc", loss="proxynca", targets="cliques", **TINY).fit(data)
+    with pytest.raises(DataError, match="cluster_on=features"):
+        get_method("dnc", cluster_on="features", dim=8, learners=2, **TINY).fit(data)
+
+
+@pytest.mark.parametrize(
+    "opts",
+    [
+        {"loss": "proxynca", "targets": "kmeans", "start": "feature-head"},
+        {"cluster_on": "features", "targets": "pools", "start": "distill"},
+    ],
+)
+def test_dnc_options_train_and_leave_only_the_embedding_network(opts):
+    data = digits("train", image_size=16).per_class(12, seed=0)
+    tiny = {**TINY, "start": opts.pop("start"), "distill_epochs": 1, "cache": False}
+    m = get_method("dnc", learners=2, dim=8, rounds=3, **tiny, **opts).fit(data)
+    rounds = [h for h in m.history_ if h["stage"] == "dnc" and h["epoch"] == 0]
+    assert len(rounds) == 3 and rounds[1]["structure/embed_seconds"] == 0.0  # no second pass
+    assert m.extra_module() is None and m._hook is None
+    assert np.isfinite(m.embed(data)).all()

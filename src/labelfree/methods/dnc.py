@@ -33,19 +33,19 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pytorch_metric_learning import losses as pml_losses
-from pytorch_metric_learning import miners as pml_miners
 from sklearn.metrics import normalized_mutual_info_score
 from torch import nn
 
 from labelfree.data.imageset import DataError, ImageSet
 from labelfree.graph.knn import l2_normalize
 from labelfree.graph.nn import kmeans
+from labelfree.losses.memory_bank import MemoryBank
+from labelfree.losses.slices import proxy_nca, slice_loss
 from labelfree.methods.base import Method
+from labelfree.methods.dnc_targets import TARGETS, pseudo_targets
 from labelfree.methods.encoder import Encoder
 from labelfree.methods.registry import register_method
 from labelfree.options import AT_LEAST_1, NON_NEGATIVE, POSITIVE
-from labelfree.structure.cliques import build_cliques
 from labelfree.structure.partition import (
     class_batches,
     match_clusters,
@@ -66,16 +66,13 @@ class DnCStructure(Structure):
     """One round of D&C: ``learner`` (N,) the learner (slice) each item trains; ``targets``
     (N,) its class or pseudo-class; ``split`` whether learners train their own slice (False:
     the full embedding); ``stability`` the share of items that kept their learner since the last
-    reclustering (NaN in the first round); ``cache`` (N, dim) each item's newest training-time
-    embedding (``reembed=cached``; updated in place by the batches, saved with the checkpoint so
-    a resumed run reclusters on the same values)."""
+    reclustering (NaN in the first round)."""
 
     learner: np.ndarray
     targets: np.ndarray
     split: bool
     k: int
     stability: float = float("nan")
-    cache: np.ndarray | None = None
 
 
 @register_method
@@ -96,11 +93,12 @@ class DivideConquer(Method):
         "k_clique": AT_LEAST_1,
     }
     option_choices = {
-        "targets": ("kmeans", "cliques", "labels"),
+        "targets": TARGETS,
         "reembed": ("cached", "pass"),
+        "cluster_on": ("embedding", "features"),
         "partition": ("kmeans", "random"),
         "final": ("all", "clusters"),
-        "loss": ("margin", "triplet"),
+        "loss": ("margin", "triplet", "proxynca"),
         "sampler": ("distance", "all"),
     }
 
@@ -122,6 +120,7 @@ class DivideConquer(Method):
         kmeans_iters: int = 100,
         kmeans_redo: int = 5,
         reembed: str = "cached",
+        cluster_on: str = "embedding",
         k_clique: int = 10,
         encoder: Encoder = Encoder(),
         training: Training = DNC_TRAINING,
@@ -130,11 +129,12 @@ class DivideConquer(Method):
         """Args:
         learners: K, the number of clusters and embedding slices (4 for CUB/Cars, 8 for SOP in
             the thesis); ``encoder.dim`` must be divisible by it. 1 is the baseline (no split).
-        targets: ``kmeans`` (pseudo-classes: k-means of g(x), label-free), ``cliques`` (the
-            compact cliques of CliqueCNN's structure step on g(x), label-free; items in no clique
-            do not train) or ``labels`` (the training labels: the thesis's supervised setting).
-        n_pseudo: pseudo-classes for ``targets=kmeans``; default ``N/30`` (the papers' ~30-60
-            images per class), between 2 and 1,000.
+        targets: label-free pseudo-classes of g(x) — ``kmeans`` clusters, CliqueCNN's
+            ``cliques`` or MoM's positive ``pools`` (:func:`~labelfree.methods.dnc_targets.
+            pseudo_targets`; items in no clique or pool do not train) — or ``labels`` (the
+            training labels: the thesis's supervised setting).
+        n_pseudo: pseudo-classes for ``targets=kmeans`` (anchors for ``pools``); default
+            ``N/30`` (the papers' ~30-60 images per class), between 2 and 1,000.
         partition: how the data is divided among learners: ``kmeans`` of the embedding
             (thesis) or ``random`` (the Table 2.6 ablation).
         split: each cluster trains only its own slice (thesis); False trains the full embedding
@@ -143,8 +143,9 @@ class DivideConquer(Method):
             fine-tuning; ``training.epochs`` epochs each).
         final: in those rounds, batches from ``all`` data (thesis) or still from inside each
             cluster (``clusters``: the authors' code's "force full embedding" epoch).
-        loss: ``margin`` (β fixed, as in the code) or ``triplet``.
-        margin: the margin of either loss (0.2, thesis and code).
+        loss: ``margin`` (β fixed, as in the code), ``triplet`` or ``proxynca`` (one proxy per
+            class and learner, trained with the network; targets ``kmeans`` or ``labels``).
+        margin: the margin of the margin and triplet losses (0.2, thesis and code).
         beta: the margin loss's boundary β between positive and negative distances (1.2).
         sampler: ``distance``-weighted negatives (pytorch-metric-learning's
             DistanceWeightedMiner, cut-off 0.5, non-zero-loss cut-off 1.4) or ``all`` triplets.
@@ -156,7 +157,9 @@ class DivideConquer(Method):
             from its last training batch, kept as training goes (items not drawn since keep an
             older one). Our choice, for speed: the pass costs about a third of a D&C epoch
             (forward only over every item, against forward and backward over every item), the
-            cache nothing; the first round, a resumed run and DDP runs make the pass anyway.
+            cache nothing; the first round and DDP runs make the pass anyway.
+        cluster_on: what is clustered: the ``embedding`` (thesis) or the backbone's pooled
+            ``features`` before the head (the authors' code); needs an image start.
         k_clique: neighbourhood of clique growth for ``targets=cliques`` (CliqueCNN's 10).
         """
         super().__init__(encoder=encoder, training=training, runtime=runtime)
@@ -166,10 +169,13 @@ class DivideConquer(Method):
         self.loss, self.margin, self.beta, self.sampler = loss, margin, beta, sampler
         self.per_class = per_class
         self.kmeans_iters, self.kmeans_redo = kmeans_iters, kmeans_redo
-        self.reembed, self.k_clique = reembed, k_clique
+        self.reembed, self.cluster_on, self.k_clique = reembed, cluster_on, k_clique
         self._targets: np.ndarray | None = None
         self._previous: np.ndarray | None = None
-        self._cache: np.ndarray | None = None  # (N, dim) raw training-time embeddings
+        self._extra: nn.ModuleDict | None = None  # during fit: "bank", "proxies"
+        self._n_items = 0
+        self._pooled: list[torch.Tensor] = []  # what the head's input hook saw
+        self._hook: Any = None
 
     #: The structure step asks for the current embedding only when it reclusters by a pass.
     embeds_lazily = True
@@ -182,14 +188,58 @@ class DivideConquer(Method):
                 f"{self.encoder.dim} (each learner owns an equal slice); set -o dim=..."
             )
 
+        if self.loss == "proxynca" and self.targets not in ("kmeans", "labels"):
+            raise DataError(
+                f"option loss=proxynca needs targets=kmeans or labels (a class count known "
+                f"before training), not targets={self.targets}"
+            )
+
     def min_items(self) -> int:
         return max(2 * self.learners, 8)
 
-    # ---- the network: slices normalised on their own ------------------------------------------
+    # ---- the network: slices normalised on their own; what trains beside it ------------------
+    def fit(self, images: ImageSet, *args: Any, **kwargs: Any) -> DivideConquer:
+        self._n_items = len(images)
+        try:
+            super().fit(images, *args, **kwargs)
+        finally:  # the bank, the proxies and the hook exist only for training
+            if self._hook is not None:
+                self._hook.remove()
+            self._extra, self._hook, self._pooled = None, None, []
+        return self
+
     def prepare_net(self, net: nn.Module) -> None:
         """Raw outputs: :meth:`batch_loss` normalises each slice alone, so a cluster's batch
-        gives exactly zero gradient to the head rows of the other slices."""
+        gives exactly zero gradient to the head rows of the other slices. Builds the memory
+        bank of ``reembed=cached`` and the proxies of ``loss=proxynca`` (trained, checkpointed
+        and resumed with the network, dropped after fit), and with ``cluster_on=features``
+        hooks the head to see its input."""
         net.normalize = False
+        device = next(net.parameters()).device
+        self._extra, width = nn.ModuleDict(), self.encoder.dim
+        if self.cluster_on == "features":
+            head = getattr(net, "head", None)
+            if not isinstance(head, nn.Linear) or not hasattr(net, "pooled"):
+                raise DataError("option cluster_on=features needs an image start (--start distill)")
+            width = head.in_features
+            self._hook = head.register_forward_pre_hook(lambda _m, a: self._pooled.append(a[0]))
+        if self.reembed == "cached" and self.partition == "kmeans" and self.learners > 1:
+            self._extra["bank"] = MemoryBank(torch.zeros(self._n_items, width, device=device))
+        if self.loss == "proxynca":
+            classes = self._class_count()
+            with torch.random.fork_rng():  # the same seed, the same proxies
+                torch.manual_seed(self.runtime.seed)
+                widths = [self.encoder.dim // self.learners] * self.learners + [self.encoder.dim]
+                self._extra["proxies"] = nn.ModuleList(proxy_nca(classes, w) for w in widths)
+            self._extra.to(device)
+
+    def _class_count(self) -> int:
+        if self.targets == "labels":
+            return int(np.max(self._labels)) + 1 if self._labels is not None else 1
+        return min(self.n_pseudo or pseudo_class_count(self._n_items), self._n_items)
+
+    def extra_module(self) -> nn.Module | None:
+        return self._extra if self._extra else None
 
     def embed(self, images: ImageSet, batch_size: int | None = None) -> np.ndarray:
         """The full embedding, L2-normalised (what the final rounds train)."""
@@ -203,33 +253,15 @@ class DivideConquer(Method):
         return slice(learner * width, (learner + 1) * width)
 
     # ---- structure ---------------------------------------------------------------------------------
-    def pseudo_targets(self, g: np.ndarray) -> np.ndarray:
-        """The classes batches are built from: the labels, k-means of g(x), or its cliques
-        (−1: in no clique, never drawn)."""
-        if self.targets == "labels":
-            if self._labels is None:
-                raise DataError("option targets=labels needs labelled training data")
-            return np.asarray(self._labels, np.int64)
-        n = len(g)
-        if self.targets == "cliques":
-            x = l2_normalize(g)
-            cliques = build_cliques(x, min(self.k_clique, n - 1), "dot", min_size=2)
-            if len(cliques) < 2:
-                raise DataError(
-                    f"option targets=cliques: only {len(cliques)} clique(s) of >= 2 items; "
-                    "raise -o k_clique or use targets=kmeans"
-                )
-            return cliques.labels(x, "dot")
-        k = self.n_pseudo or pseudo_class_count(n)
-        km = kmeans(l2_normalize(g), min(k, n), niter=25, seed=self.runtime.seed)
-        return km.assign
-
     def structure(
         self, reps: np.ndarray, round_idx: int, ctx: EpochContext | None = None
     ) -> DnCStructure:
         """Round ``round_idx``'s partition of the data among learners (module docstring)."""
         if round_idx == 0 or self._targets is None:
-            self._targets, self._previous, self._cache = self.pseudo_targets(reps), None, None
+            self._targets = pseudo_targets(
+                self.targets, reps, self._labels, self.n_pseudo, self.k_clique, self.runtime.seed
+            )
+            self._previous = None
         n, k = len(reps), self.learners
         final = round_idx >= self.training.rounds - self.full_rounds
         if k == 1 or (final and self.final == "all"):
@@ -238,13 +270,12 @@ class DivideConquer(Method):
                 targets=self._targets,
                 split=False,
                 k=1,
-                cache=self._cache,
             )
         if self.partition == "random":
             rng = np.random.default_rng([self.runtime.seed, round_idx])
             new = random_partition(n, k, rng)
         else:
-            emb = l2_normalize(self._current_embedding(reps, ctx))
+            emb = l2_normalize(self._current_embedding(reps, round_idx, ctx))
             new = kmeans(
                 emb,
                 k,
@@ -263,26 +294,33 @@ class DivideConquer(Method):
             split=self.split and not final,
             k=k,
             stability=stability,
-            cache=self._cache,
         )
 
-    def _current_embedding(self, reps: np.ndarray, ctx: EpochContext | None) -> np.ndarray:
-        """What a reclustering clusters: the kept training-time embeddings (``reembed=cached``,
-        after the first pass) or a pass over the data."""
-        cached = self.reembed == "cached" and dist.world_size() == 1
-        if cached and self._cache is not None:
-            return self._cache
+    def _current_embedding(
+        self, reps: np.ndarray, round_idx: int, ctx: EpochContext | None
+    ) -> np.ndarray:
+        """What a reclustering clusters (embeddings or pooled features, ``cluster_on``): the
+        bank of training-time values (``reembed=cached``, after round 0's pass) or a pass."""
+        bank = self._extra["bank"] if self._extra and "bank" in self._extra else None
+        if bank is not None and round_idx > 0 and dist.world_size() == 1:
+            return bank.keys.float().cpu().numpy()
         if ctx is None:
             return reps
+        self._pooled.clear()
         emb = ctx.embedding()
-        if cached:
-            self._cache = np.array(emb, np.float32)
+        if self.cluster_on == "features":
+            if not self._pooled:
+                raise RuntimeError("dnc: the pass over the data ran before the head was hooked")
+            emb = torch.cat(self._pooled).float().cpu().numpy()
+        self._pooled.clear()
+        if bank is not None:
+            idx = torch.arange(len(emb), device=bank.keys.device)
+            bank.update(idx, torch.from_numpy(emb).to(bank.keys.device))
         return emb
 
     def restore_structure(self, structure: DnCStructure) -> None:
         """Resume inside a round: the pseudo-classes and the learners' data come back."""
         self._targets, self._previous = structure.targets, structure.learner
-        self._cache = structure.cache
 
     def batches(
         self, structure: DnCStructure, rng: np.random.Generator, ctx: EpochContext | None = None
@@ -301,11 +339,17 @@ class DivideConquer(Method):
         self, emb: torch.Tensor, batch: dict[str, Any], structure: DnCStructure
     ) -> torch.Tensor:
         """Margin (or triplet) loss on the batch's learner's slice, normalised alone (Eq. 2.1)."""
-        if structure.cache is not None:  # reembed=cached: the newest embedding of these items
-            structure.cache[batch["indices"]] = emb.detach().float().cpu().numpy()
+        extra = self._extra or {}
+        if "bank" in extra:  # reembed=cached: the newest value of these items
+            seen = self._pooled.pop() if self.cluster_on == "features" else emb
+            extra["bank"].update(torch.as_tensor(batch["indices"], device=emb.device), seen)
+        self._pooled.clear()
         z = F.normalize(emb[:, self.slice_of(batch["learner"], structure.split)], dim=1)
         labels = torch.as_tensor(structure.targets[batch["indices"]], device=emb.device)
-        return slice_loss(z, labels, self.loss, self.margin, self.beta, self.sampler)
+        proxies = None
+        if "proxies" in extra:
+            proxies = extra["proxies"][batch["learner"] if structure.split else self.learners]
+        return slice_loss(z, labels, self.loss, self.margin, self.beta, self.sampler, proxies)
 
     def structure_stats(self, structure: DnCStructure, labels: np.ndarray) -> dict[str, float]:
         """Pseudo-class purity and NMI against the labels; the learners' stability."""
@@ -318,20 +362,3 @@ class DivideConquer(Method):
             "pseudo_coverage": float(keep.mean()),
             "learner_stability": structure.stability,
         }
-
-
-def slice_loss(
-    z: torch.Tensor, labels: torch.Tensor, loss: str, margin: float, beta: float, sampler: str
-) -> torch.Tensor:
-    """Margin loss (β fixed) or triplet loss on L2-normalised ``z``, on distance-weighted
-    triplets or all triplets of the batch (pytorch-metric-learning)."""
-    tuples = None
-    if sampler == "distance":
-        tuples = pml_miners.DistanceWeightedMiner(cutoff=0.5, nonzero_loss_cutoff=1.4)(z, labels)
-        if len(tuples[0]) == 0:
-            return z.sum() * 0.0
-    if loss == "margin":
-        fn = pml_losses.MarginLoss(margin=margin, nu=0.0, beta=beta, learn_beta=False)
-    else:
-        fn = pml_losses.TripletMarginLoss(margin=margin)
-    return fn(z, labels, tuples)

@@ -110,3 +110,20 @@ def class_batches(
             parts.append(rng.choice(pool, size=per_class, replace=len(pool) < per_class))
         out.append(np.concatenate(parts))
     return out
+
+
+def pools_to_classes(
+    anchors: np.ndarray, members: np.ndarray, lengths: np.ndarray, x: np.ndarray
+) -> np.ndarray:
+    """A partition from positive pools: pool ``r`` is anchor ``anchors[r]`` with its first
+    ``lengths[r]`` ``members[r]``; an item in several pools joins the one whose anchor it is most
+    similar to (dot product of rows of ``x``); −1 for items in none. Returns (N,) int64."""
+    rows = np.concatenate([np.arange(len(anchors)), np.repeat(np.arange(len(anchors)), lengths)])
+    valid = np.arange(members.shape[1])[None, :] < np.asarray(lengths)[:, None]
+    items = np.concatenate([anchors, members[valid]]).astype(np.int64)
+    sims = np.einsum("ij,ij->i", x[items], x[anchors[rows]])
+    order = np.lexsort((-sims, items))  # by item, the most similar anchor first
+    first = np.unique(items[order], return_index=True)[1]
+    out = np.full(len(x), -1, dtype=np.int64)
+    out[items[order][first]] = rows[order][first]
+    return out
