@@ -217,6 +217,9 @@ def main(
         "--epochs", type=int, default=None, help="fine-tuning epochs (default: each method's)"
     )
     ap.add_argument("--rows", choices=sorted(ROW_SETS), default=None, help="learned rows")
+    ap.add_argument(
+        "--methods", default=None, help="only the rows of these methods (comma-separated names)"
+    )
     ap.add_argument("--starts", default=starts)
     ap.add_argument("--rerank", action="store_true", help="add diffusion re-ranked rows")
     ap.add_argument("--out", default=out)
@@ -226,6 +229,9 @@ def main(
     t0 = time.perf_counter()
     for name in args.datasets.split(","):
         chosen = ROW_SETS[args.rows] if args.rows else rows
+        if args.methods:
+            wanted = set(args.methods.split(","))
+            chosen = [r for r in chosen if r[1] in wanted]
         all_rows += run_dataset(
             name, seeds, args.epochs, args.starts.split(","), chosen, args.rerank
         )
