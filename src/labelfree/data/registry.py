@@ -14,6 +14,8 @@ Spec forms:
   disjoint videos.
 * ``"synthetic-faces:train|test"``, ``"synthetic-arm:train|test"`` — generated sets with exact
   landmarks / optical flow (:mod:`labelfree.data.synthetic`; 64 px unless ``image_size``).
+* ``"synthetic-sprites:train|test"`` — generated videos of moving textured objects with exact
+  flow, object ids and category masks (:mod:`labelfree.data.synth_sprites`; 64 px likewise).
 * ``"celeba-mafl:train|test|celeba"``, ``"aflw:train|test"``, ``"300w:train|test"`` — face
   landmark sets under the data root (:mod:`labelfree.data.landmark_sets`; folders ``celeba``,
   ``MTFL``, ``300W``).
@@ -67,6 +69,7 @@ _BENCHMARK_LOADERS: dict[str, Callable[..., ImageSet]] = {
 _SYNTHETIC: dict[str, Callable[..., ImageSet]] = {
     "synthetic-faces": synthetic.synthetic_faces,
     "synthetic-arm": synthetic.arm_sequence,
+    "synthetic-sprites": synthetic.sprite_videos,
 }
 _LIST_SUFFIXES = (".csv", ".tsv", ".txt")
 

@@ -1,6 +1,6 @@
-"""Generated image sets with exact geometric ground truth (seed 004, Ch.4–7).
+"""Generated image sets with exact geometric ground truth (seed 004, Ch.4–8).
 
-Two families stand in for the thesis's data when no real face set is at hand, and give ground
+Three families stand in for the thesis's data when no real data is at hand, and give ground
 truth that no real set has:
 
 * :func:`synthetic_faces` — a deformable face-like category (the landmark protocol of Ch.4–7 on
@@ -14,11 +14,14 @@ truth that no real set has:
 * :func:`arm_sequence` — an articulated three-segment arm anchored at the bottom left, moving
   smoothly (the "roboarm" of Ch.5 §4.1 and Ch.7 §4.3), with the exact forward optical flow
   between consecutive frames, a foreground mask and the joint / segment-centre keypoints.
+* :func:`sprite_videos` — 2–3 independently moving textured objects of a few categories over a
+  static textured background (seed 004 Ch.8), with exact flow, object ids and category masks
+  (:mod:`labelfree.data.synth_sprites`; registered as ``synthetic-sprites:train|test``).
 
 Coordinates everywhere are image *pixel* coordinates ``(x, y)``: ``x`` the column, ``y`` the
 row, pixel centres at integers (the top-left pixel is centred on ``(0, 0)``).
 
-Both are deterministic functions of ``(split, n, size, seed)``; the ``train`` and ``test``
+All are deterministic functions of ``(split, n, size, seed)``; the ``train`` and ``test``
 splits draw from disjoint random streams (disjoint identities / videos). They are registered
 in :mod:`labelfree.data.registry` as ``synthetic-faces:train|test`` and
 ``synthetic-arm:train|test``.
@@ -48,6 +51,7 @@ from .synth_faces import (
     _face_inverse,  # noqa: F401
     synthetic_faces,
 )
+from .synth_sprites import SPRITE_DEFAULT_FRAMES, SPRITE_DEFAULT_VIDEOS, sprite_videos
 
 __all__ = [
     "ARM_DEFAULT_FRAMES",
@@ -57,6 +61,9 @@ __all__ = [
     "FACE_IMAGES_PER_IDENTITY",
     "FACE_LANDMARK_NAMES",
     "FACE_MIRROR_PERM",
+    "SPRITE_DEFAULT_FRAMES",
+    "SPRITE_DEFAULT_VIDEOS",
     "arm_sequence",
+    "sprite_videos",
     "synthetic_faces",
 ]
