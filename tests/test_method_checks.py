@@ -15,7 +15,7 @@ import torch
 
 from labelfree.data.bundled import digits
 from labelfree.data.imageset import DataError, ImageSet
-from labelfree.data.synthetic import synthetic_faces
+from labelfree.data.synthetic import arm_sequence, synthetic_faces
 from labelfree.methods import FrameMethod, available_methods, get_method, get_method_class
 from labelfree.train.loop import CheckpointError
 
@@ -46,7 +46,10 @@ def _tiny_options(name: str) -> dict:
 
 
 def _data(name: str) -> ImageSet:
-    if issubclass(get_method_class(name), FrameMethod):
+    klass = get_method_class(name)
+    if issubclass(klass, FrameMethod) and klass.data_kind == "flow":
+        return arm_sequence("train", n_videos=2, frames=6, size=32)
+    if issubclass(klass, FrameMethod):
         return synthetic_faces("train", n=12, size=32)
     return digits("train", image_size=16).per_class(12, seed=0)
 

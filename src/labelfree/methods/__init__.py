@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from labelfree.methods.base import Method, read_model_file
 from labelfree.methods.cliquecnn import CliqueCNN
+from labelfree.methods.cpfs import CPFS
 from labelfree.methods.deepcluster import DeepCluster
 from labelfree.methods.dense import EVC, Dense, DenseSym
 from labelfree.methods.diffusion import Diffusion
@@ -36,6 +37,7 @@ __all__ = [
     "Method",
     "FrameMethod",
     "FSE",
+    "CPFS",
     "Dense",
     "DenseSym",
     "EVC",

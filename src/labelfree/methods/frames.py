@@ -67,6 +67,9 @@ class FrameMethod(KeywordOptions):
     """Shared fit / points / save / load of the object-frame methods."""
 
     name: ClassVar[str] = ""
+    #: What the method trains on: ``images`` (warp pairs of any images; flow pairs when the
+    #: data has flow) or ``flow`` (frames with exact optical flow, e.g. ``cpfs``).
+    data_kind: ClassVar[str] = "images"
     start = "scratch"  # frame networks are learnt from scratch (seed 004 throughout)
 
     def __init__(
@@ -111,6 +114,11 @@ class FrameMethod(KeywordOptions):
 
     def min_items(self) -> int:
         return 2
+
+    def build_net(self) -> torch.nn.Module:
+        """The network to train (a :class:`FrameNet` unless a method needs another, e.g. CPFS's
+        hypercolumn); its ``config()`` rebuilds it on load (``frames.nets.build_frame_net``)."""
+        return FrameNet(self.network.arch, self.out_channels(), self.network.width)
 
     # ---- the Stage hooks -----------------------------------------------------------------------
     def structure(
@@ -200,8 +208,7 @@ class FrameMethod(KeywordOptions):
         seed_everything(self.runtime.seed)
         device = choose_device(self.runtime.device)
         self.image_size_ = images.image_size
-        net = self.network
-        self.net_ = FrameNet(net.arch, self.out_channels(), net.width).to(device)
+        self.net_ = self.build_net().to(device)
         return device
 
     def init_untrained(self, images: ImageSet) -> FrameMethod:
@@ -227,21 +234,7 @@ class FrameMethod(KeywordOptions):
         self.validate_params()
         images.require(self.min_items(), f"method {self.name!r}")
         device = self._build(images)
-        if self._use_flow(images):
-            self._succ = self._flow_successors(images)
-            self._items = np.flatnonzero(self._succ >= 0)
-            if len(self._items) < 2:
-                raise DataError(f"{images.name}: fewer than two frames with a successor")
-
-            def inputs(idx: np.ndarray, augment: bool) -> tuple[torch.Tensor, dict]:
-                return self._flow_inputs(images, idx, device)
-
-        else:
-            self._items = np.arange(len(images))
-
-            def inputs(idx: np.ndarray, augment: bool) -> tuple[torch.Tensor, dict]:
-                return self._warp_inputs(images, idx, device)
-
+        inputs = self.make_inputs(images, device)
         lr = self.training.lr if self.training.lr is not None else 1e-3
         cfg = TrainConfig.from_parts(self.training, self.runtime, lr=lr, desc=self.name)
         self.history_ += train(
@@ -258,6 +251,26 @@ class FrameMethod(KeywordOptions):
         self.net_.eval()
         self._finalize(images)
         return self
+
+    def make_inputs(self, images: ImageSet, device: torch.device) -> Any:
+        """Set ``self._items`` (the items that can start a batch) and return the loop's
+        ``inputs(indices, augment) -> (x, aux)``: warp pairs, or consecutive frames with flow."""
+        if self._use_flow(images):
+            self._succ = self._flow_successors(images)
+            self._items = np.flatnonzero(self._succ >= 0)
+            if len(self._items) < 2:
+                raise DataError(f"{images.name}: fewer than two frames with a successor")
+
+            def inputs(idx: np.ndarray, augment: bool) -> tuple[torch.Tensor, dict]:
+                return self._flow_inputs(images, idx, device)
+
+        else:
+            self._items = np.arange(len(images))
+
+            def inputs(idx: np.ndarray, augment: bool) -> tuple[torch.Tensor, dict]:
+                return self._warp_inputs(images, idx, device)
+
+        return inputs
 
     # ---- inference -----------------------------------------------------------------------------
     def _require_fitted(self) -> None:

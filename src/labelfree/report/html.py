@@ -153,6 +153,8 @@ def write_report(run_dir: str | Path) -> Path:
             ("Retrieval", "retrieval.png"),
             ("Learned landmarks", "landmarks.png"),
             ("Embedding colours (first three label dimensions)", "embedding.png"),
+            ("Frames, exact flow, objects and the learned embedding", "flow.png"),
+            ("Dense matches beside the exact correspondences", "matches.png"),
             ("Training loss", "loss.png"),
         )
         if (run_dir / f).exists()
