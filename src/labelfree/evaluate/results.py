@@ -39,6 +39,11 @@ class Metrics:
     arrays: dict[str, Any] = field(default_factory=dict)
     heading: str = "Metrics"
     note: str = ""
+    #: columns whose best value lies the other way (e.g. an error beside accuracies)
+    reversed_columns: tuple[str, ...] = ()
+
+    def better_is_higher(self, column: str) -> bool:
+        return self.higher_is_better != (column in self.reversed_columns)
 
     def to_json(self) -> dict[str, Any]:
         """The metrics.json form: ``{"representations": ..., "run": {..., "columns": ...}}``."""
@@ -49,6 +54,7 @@ class Metrics:
                 "columns": list(self.columns),
                 "summary": list(self.summary or self.columns),
                 "higher_is_better": self.higher_is_better,
+                "reversed_columns": list(self.reversed_columns),
                 "heading": self.heading,
                 "note": self.note,
             },
@@ -59,6 +65,7 @@ class Metrics:
         """Read metrics.json back (runs written before the columns were recorded included)."""
         run = dict(d.get("run", {}))
         heading, note = run.pop("heading", "Metrics"), run.pop("note", "")
+        flipped = tuple(run.pop("reversed_columns", ()))
         if "columns" in run:
             columns = tuple(run.pop("columns"))
             summary = tuple(run.pop("summary", columns))
@@ -70,4 +77,13 @@ class Metrics:
         else:
             columns, summary, higher = RETRIEVAL_COLUMNS, RETRIEVAL_SUMMARY, True
         reps = dict(d["representations"])
-        return cls(reps, columns, higher, summary, run, heading=heading, note=note)
+        return cls(
+            reps,
+            columns,
+            higher,
+            summary,
+            run,
+            heading=heading,
+            note=note,
+            reversed_columns=flipped,
+        )

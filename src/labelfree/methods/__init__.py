@@ -6,6 +6,7 @@ from labelfree.methods.base import Method, read_model_file
 from labelfree.methods.cliquecnn import CliqueCNN
 from labelfree.methods.cpfs import CPFS
 from labelfree.methods.deepcluster import DeepCluster
+from labelfree.methods.deepmatching import DeepMatching
 from labelfree.methods.dense import EVC, Dense, DenseSym
 from labelfree.methods.diffusion import Diffusion
 from labelfree.methods.dnc import DivideConquer
@@ -38,6 +39,7 @@ __all__ = [
     "FrameMethod",
     "FSE",
     "CPFS",
+    "DeepMatching",
     "Dense",
     "DenseSym",
     "EVC",

@@ -20,7 +20,7 @@ from labelfree.losses.frames import (
     reflect_labels,
     soft_argmax,
 )
-from labelfree.methods.frames import FRAME_RUNTIME, FRAME_TRAINING, FrameMethod, cells_to_pixels
+from labelfree.methods.frames import DENSE_TRAINING, FRAME_RUNTIME, FrameMethod, cells_to_pixels
 from labelfree.methods.registry import register_method
 from labelfree.options import AT_LEAST_1, UNIT
 from labelfree.train.config import Runtime, Training
@@ -38,7 +38,7 @@ class Dense(FrameMethod):
         frame: DenseFrame = DenseFrame(),
         network: FrameNetwork = FrameNetwork(),
         source: PairSource = PairSource(),
-        training: Training = FRAME_TRAINING,
+        training: Training = DENSE_TRAINING,
         runtime: Runtime = FRAME_RUNTIME,
     ) -> None:
         """Args:
@@ -113,7 +113,7 @@ class DenseSym(Dense):
         frame: DenseFrame = DenseFrame(),
         network: FrameNetwork = FrameNetwork(),
         source: PairSource = PairSource(),
-        training: Training = FRAME_TRAINING,
+        training: Training = DENSE_TRAINING,
         runtime: Runtime = FRAME_RUNTIME,
     ) -> None:
         """Args:
@@ -166,7 +166,7 @@ class EVC(Dense):
         frame: DenseFrame = DenseFrame(dim=16),
         network: FrameNetwork = FrameNetwork(),
         source: PairSource = PairSource(),
-        training: Training = FRAME_TRAINING,
+        training: Training = DENSE_TRAINING,
         runtime: Runtime = FRAME_RUNTIME,
     ) -> None:
         """Args:

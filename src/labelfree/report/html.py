@@ -116,9 +116,10 @@ def write_report(run_dir: str | Path) -> Path:
     if "embedding" in reps:  # name the learned row by its method and start
         reps[f"embedding: {run.get('method', '')} ({run.get('start', '')})"] = reps.pop("embedding")
     cols, rows = metrics_table_rows(reps, m.columns)
-    pick = max if m.higher_is_better else min
     best = {
-        c: pick((float(r[i + 1]) for r in rows if r[i + 1]), default=None)
+        c: (max if m.better_is_higher(c) else min)(
+            (float(r[i + 1]) for r in rows if r[i + 1]), default=None
+        )
         for i, c in enumerate(cols[1:])
     }
     table = "<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cols) + "</tr>\n"

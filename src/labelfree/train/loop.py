@@ -102,6 +102,15 @@ def _optimizer(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.Opti
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose 'adam' or 'sgd'")
 
 
+def _duration(seconds: float) -> str:
+    """``1h02m`` / ``3m05s`` / ``42s``: the whole run's time left, shown on the progress bar
+    (the bar's own estimate covers only the epoch; structure steps between rounds not counted)."""
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
 def _progress(total: int, desc: str, enabled: bool):
     import sys
 
@@ -185,6 +194,7 @@ def train(
             _rewrite_log(log_path, stage.name, history)
 
     use_amp = cfg.amp and device.type == "cuda"
+    run_t0, run_steps = time.perf_counter(), 0  # for the bar's estimate of the whole run's time
     for r in range(start_round, cfg.rounds):
         ctx = EpochContext(represent, r, start_epoch)
         if structure is None:
@@ -244,7 +254,14 @@ def train(
                 total += float(loss.detach()) * len(batch["indices"])
                 count += len(batch["indices"])
                 bar.update(1)
-                bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
+                run_steps += 1
+                left = (len(batches) - step - 1) + len(batches) * (
+                    (cfg.epochs - e - 1) + cfg.epochs * (cfg.rounds - r - 1)
+                )
+                per_step = (time.perf_counter() - run_t0) / run_steps
+                bar.set_postfix(
+                    loss=f"{total / max(count, 1):.4f}", run_left=_duration(left * per_step)
+                )
             bar.close()
             if sched is not None:
                 sched.step()
