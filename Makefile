@@ -16,7 +16,7 @@ PIP_TOOLS = pip-tools==7.7.0
 LOCK_FLAGS = --extra=dev --generate-hashes --allow-unsafe --strip-extras \
 	--no-emit-index-url --no-emit-find-links --quiet
 
-.PHONY: setup demo test lint lock lock-upgrade bench bench-quality bench-eval bench-mining bench-mom bench-roul bench-frames bench-surrogate bench-sequences bench-augment bench-search bench-stream bench-selection bench-baselines bench-dnc gpu-check clean
+.PHONY: setup demo test lint lock lock-upgrade bench bench-quality bench-eval bench-mining bench-mom bench-roul bench-frames bench-surrogate bench-sequences bench-augment bench-search bench-stream bench-selection bench-baselines bench-dnc bench-flow bench-frame-defaults gpu-check clean
 
 $(STAMP): $(LOCK) pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,7 +52,7 @@ lock-upgrade: $(VENV)-tools/bin/pip-compile
 
 # make bench: every benchmark, several hours on 2 cores (the 3-seed quality ablations dominate);
 # each target below also runs on its own.
-bench: bench-eval bench-quality bench-mining bench-mom bench-roul bench-frames bench-surrogate bench-sequences bench-augment bench-search bench-stream bench-selection bench-baselines bench-dnc
+bench: bench-eval bench-quality bench-mining bench-mom bench-roul bench-frames bench-surrogate bench-sequences bench-augment bench-search bench-stream bench-selection bench-baselines bench-dnc bench-flow
 
 bench-eval: $(STAMP)
 	$(PY) benchmarks/bench_eval.py
@@ -78,6 +78,15 @@ bench-roul: $(STAMP)
 # (faces 25 min, arm 12 min, measured with another benchmark on the other core).
 bench-frames: $(STAMP)
 	$(PY) benchmarks/bench_frames.py --out bench-out/frames.json
+
+# Motion chapters of seed 004 on synthetic-sprites, 3 seeds: CPFS losses vs direct flow
+# classification vs a random network; Trainable DeepMatching's Table 1 grid; step / matching cost.
+bench-flow: $(STAMP)
+	$(PY) benchmarks/bench_flow.py --out bench-out/flow.json
+
+# Every pixel-level method with its defaults through the CLI, wall seconds beside 10 minutes.
+bench-frame-defaults: $(STAMP)
+	$(PY) benchmarks/bench_frame_defaults.py
 
 # CliqueCNN and Posets (seeds 001 Ch.3, 000): hadsell, cliquecnn and its Eq. 3.1 ablation, posets
 # Z=1 / Z=2 x scratch/distill x 3 seeds on mnist5k and digits, then grouping 1e5 items.

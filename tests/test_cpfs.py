@@ -164,3 +164,16 @@ def test_cpfs_evaluation_and_picture(tmp_path):
         m.evaluate(arm_sequence("test", n_videos=1, frames=3, size=32))
     m.draw_evaluation(tmp_path, te, metrics)
     assert (tmp_path / "flow.png").stat().st_size > 0
+
+
+def test_cpfs_gradients_by_finite_differences():
+    gen = torch.Generator().manual_seed(3)
+    phi = torch.randn(2, 4, 3, dtype=torch.float64, generator=gen, requires_grad=True)
+    flow = 0.1 * torch.randn(2, 4, 2, dtype=torch.float64, generator=gen)
+    log_s2 = torch.tensor(math.log(0.0036), dtype=torch.float64, requires_grad=True)
+    for objective in ("ce", "ce-rev", "kta"):
+        assert torch.autograd.gradcheck(
+            lambda p, s, o=objective: cpfs_loss(p, flow, o, s.exp()), (phi, log_s2)
+        ), objective
+    logits = torch.randn(2, 4, 8, dtype=torch.float64, generator=gen, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda z: flow_classification_loss(z, flow, 4), (logits,))

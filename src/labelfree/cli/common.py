@@ -64,7 +64,7 @@ ModelOpt = Annotated[
 
 
 # Every method, for `fit --help` without importing torch (a test checks it against the registry).
-METHOD_NAMES = "mom (default) | diffusion | hadsell | dnc | instdisc | deepcluster | exemplar-cnn | stml | cliquecnn | posets | roul | fse | dense | dense-sym | evc"
+METHOD_NAMES = "mom (default) | diffusion | hadsell | dnc | instdisc | deepcluster | exemplar-cnn | stml | cliquecnn | posets | roul | fse | dense | dense-sym | evc | cpfs | deepmatching"
 
 
 def _check_positive(option: str, value: int | None) -> None:
