@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch.func import functional_call
@@ -370,3 +371,36 @@ def test_deepmatching_method_trains_evaluates_and_draws(tmp_path):
     assert (tmp_path / "matches.png").stat().st_size > 0
     with pytest.raises(DataError, match="nothing to train"):
         get_method("deepmatching", descriptors="hog", learn_nu=False, **opts).fit(data)
+
+
+def test_held_out_pairs_truth_transports_content():
+    """On an image whose colour is its own pixel coordinate, x′ sampled at a cell centre moved by
+    the pair's truth shows the same coordinate as x at that centre."""
+    from labelfree.data.imageset import ImageSet
+    from labelfree.frames.matching_probe import held_out_pairs
+
+    side = 32
+    ys, xs = np.mgrid[0:side, 0:side].astype(np.float64)
+    img = np.stack([xs * 4 + 60, ys * 4 + 60, np.full_like(xs, 128)], -1)  # linear, no clipping
+    data = ImageSet(images=img.astype(np.uint8)[None].repeat(3, 0), labels=None, name="ramp")
+    pairs = held_out_pairs(data, strength=1.0, seed=0, n=3)
+    x, x2, truth, valid = pairs["x"], pairs["x2"], pairs["truth"], pairs["valid"]
+    hm = side // 2
+    ci, cj = np.mgrid[0:hm, 0:hm]
+    centres = torch.tensor(np.stack([2 * cj + 0.5, 2 * ci + 0.5], -1), dtype=torch.float32)
+
+    def sample(im, pix):  # bilinear at pixel coordinates (x, y), align_corners=False convention
+        grid = (2 * pix + 1) / side - 1
+        return torch.nn.functional.grid_sample(im[None], grid[None], align_corners=False)[0]
+
+    checked = 0
+    for b in range(3):
+        here = sample(x[b], centres)
+        target = centres + 2 * truth[b]
+        there = sample(x2[b], target)
+        # targets between the outer pixel centres, where x′ can be interpolated at all
+        inner = valid[b] & ((target >= 0) & (target <= side - 1)).all(-1)
+        diff = (here - there)[:2].abs().amax(0)[inner]
+        assert float(diff.max()) < 2.0 / 255, b  # uint8 ramp steps are 4/255
+        checked += int(inner.sum())
+    assert checked > 300
