@@ -15,7 +15,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["cell_labels", "linear_probe_miou", "miou", "nn_transfer_miou", "sample_cells"]
+__all__ = [
+    "cell_labels",
+    "flat_cells",
+    "linear_probe_miou",
+    "miou",
+    "nn_transfer_miou",
+    "sample_cells",
+]
 
 
 def miou(pred: np.ndarray, true: np.ndarray, n_classes: int) -> float:
@@ -40,12 +47,6 @@ def sample_cells(n_cells: int, k: int, seed: int) -> np.ndarray:
     if k >= n_cells:
         return np.arange(n_cells)
     return np.sort(np.random.default_rng(seed).choice(n_cells, k, replace=False))
-
-
-def _flat(features: torch.Tensor | np.ndarray) -> np.ndarray:
-    """(N, C, h, w) → (N·h·w, C) float32."""
-    f = torch.as_tensor(features).float()
-    return f.permute(0, 2, 3, 1).reshape(-1, f.shape[1]).numpy()
 
 
 def linear_probe_miou(
@@ -95,5 +96,7 @@ def nn_transfer_miou(
 
 
 def flat_cells(features: torch.Tensor | np.ndarray) -> np.ndarray:
-    """(N, C, h, w) maps → (N·h·w, C) rows, cells in the order of ``cell_labels(...).ravel()``."""
-    return _flat(features)
+    """(N, C, h, w) maps → (N·h·w, C) float32 rows, cells in the order of
+    ``cell_labels(...).ravel()``."""
+    f = torch.as_tensor(features).float()
+    return f.permute(0, 2, 3, 1).reshape(-1, f.shape[1]).numpy()
