@@ -14,6 +14,7 @@ images only (the candidates for model selection, issue 13):
 the training digits as its targets (supervised contrastive learning on the seen classes).
 
     python benchmarks/bench_selection.py [--methods mom,hadsell,diffusion] [--seeds 0] [--epochs 6] [--oracle]
+        [--dataset mnist5k|mnist5k-50|digits|mnist-numbers]
 """
 
 from __future__ import annotations
@@ -115,8 +116,9 @@ def main() -> None:
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--oracle", action="store_true", help="add the label-target ceiling")
+    ap.add_argument("--dataset", default="mnist5k", help="a bench_quality dataset name")
     args = ap.parse_args()
-    train, test = load_split("mnist5k")
+    train, test = load_split(args.dataset)
     rows: list[dict] = []
     for s in (int(x) for x in args.seeds.split(",")):
         for name in args.methods.split(","):
@@ -138,7 +140,7 @@ def main() -> None:
     print_table(
         rows,
         cols,
-        "Per-epoch held-out quality vs label-free selection criteria (mnist5k, distilled start)",
+        f"Per-epoch held-out quality vs label-free selection criteria ({args.dataset}, distilled start)",
     )
 
 
