@@ -61,7 +61,7 @@ bench-eval: $(STAMP)
 # diffusion re-ranking), distilled start, 3 seeds, mnist5k at 500 and 50 per class and digits;
 # then the Hadsell baseline from all three starts. About 40 min per dataset on 2 idle cores.
 bench-quality: $(STAMP)
-	$(PY) benchmarks/bench_quality.py --rows defaults --starts distill --rerank --out bench-out/quality-defaults.json
+	$(PY) benchmarks/bench_quality.py --rows defaults --starts distill --rerank --gx pixels,hog,hog-lda,lite0 --out bench-out/quality-defaults.json
 	$(PY) benchmarks/bench_quality.py --rows baselines
 
 # MoM Table 1 ablation (seed 002): 3 datasets x 3 starts x 6 rows x 3 seeds, with diffusion rows;
