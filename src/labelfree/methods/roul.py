@@ -1,8 +1,6 @@
 """ROUL: relative order analysis and optimisation (Kan et al., CVPR 2021; seed 003, METHODS.md §4).
 
-No public code exists; this is the reference implementation, so every choice the paper leaves
-open is named here and in the option docstrings.
-
+No public code exists: every choice the paper leaves open is named here and in the options.
 Structure step (§3.1): k-means (faiss) on the current representation (g(x) in round 0, the
 embedding later), cores Ω_m within Δ = ⅓ of the smallest centre distance (Eq. 2), a memory bank
 holding the current embedding of every training item. Batches: groups [A, A_1..A_L, B_1..B_P,
@@ -64,12 +62,8 @@ from labelfree.structure.orders import (
 from labelfree.train.config import Runtime, Training
 from labelfree.train.loop import EpochContext, Structure
 
-#: ROUL's fine-tuning defaults: 2 epochs, not the shared 10. Measured on mnist5k (distilled
-#: start, held-out digits 5-9, seed 0, ``bench_selection.py --methods roul --epochs 10``):
-#: MAP@R 0.566 / 0.550 after epochs 1-2, falling to 0.453 after 10, while the seen digits'
-#: MAP@R rises from 0.53 to 0.78 — longer fine-tuning specialises to the training classes
-#: (issue 13). Chosen on those held-out digits, so tuned to that benchmark; the paper's schedule
-#: stays in recipes/roul-cub.toml.
+#: 2 epochs, not the shared 10: on mnist5k's held-out digits (seed 0) MAP@R is 0.566 / 0.550 after
+#: epochs 1-2 and 0.453 after 10 (bench_selection.py; tuned there); recipes keep the paper's.
 ROUL_TRAINING = Training(epochs=2)
 
 
