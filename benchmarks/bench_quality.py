@@ -48,6 +48,7 @@ GX: dict[str, tuple[str, dict[str, Any]]] = {
     "hog-lda": ("hog-lda", {}),
     "lite0": ("backbone", {"backbone": "efficientnet-lite0"}),
 }
+DEFAULT_GX = ("pixels", "hog", "hog-lda")
 # (row label, method, options)
 BASELINE_ROWS: list[tuple[str, str, dict[str, Any]]] = [("hadsell", "hadsell", {})]
 # --rows defaults: the default method and its contenders, each with its own defaults, and the
@@ -152,7 +153,7 @@ def run_dataset(
     starts: list[str],
     rows: list[tuple[str, str, dict[str, Any]]] = BASELINE_ROWS,
     rerank: bool = False,
-    gx: tuple[str, ...] = ("pixels", "hog", "hog-lda"),
+    gx: tuple[str, ...] = DEFAULT_GX,
 ) -> list[dict]:
     train, test = load_split(name)
     results, record = recorder()
@@ -233,7 +234,7 @@ def main(
     )
     ap.add_argument("--starts", default=starts)
     ap.add_argument("--rerank", action="store_true", help="add diffusion re-ranked rows")
-    ap.add_argument("--gx", default="pixels,hog,hog-lda", help=f"g(x) rows, from {', '.join(GX)}")
+    ap.add_argument("--gx", default=",".join(DEFAULT_GX), help=f"g(x) rows, from {', '.join(GX)}")
     ap.add_argument("--out", default=out)
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]

@@ -1,8 +1,9 @@
 """Can a label-free criterion pick the epoch to keep? And what do labels of the seen classes give?
 
-After every fine-tuning epoch (distilled start, mnist5k digits 0-4, labels unused) this prints
-the held-out MAP@R on the unseen digits 5-9 beside label-free criteria computed on the training
-images only (the candidates for model selection, issue 13):
+After every fine-tuning epoch (distilled start, mnist5k digits 0-4 — or another benchmark set
+with ``--dataset`` — labels unused) this prints the held-out MAP@R on the unseen classes beside
+label-free criteria computed on the training images only (the candidates for model selection,
+issue 13):
 
 - ``purity@K``: share of each item's 10 nearest neighbours in the embedding that lie among its
   K manifold neighbours of g(x) (K = the class scale of the pool rule);
